@@ -1,0 +1,137 @@
+"""`reelrec` command line. Each command maps its options 1:1 onto a typed config and calls
+one function; errors the user can fix exit with code 2 and a one-line message."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from reelrec.data.dataset import DatasetName
+from reelrec.errors import ReelrecError
+
+app = typer.Typer(
+    help="reelrec: real-time recommendation for short-video feeds (CPU, CUDA, Ascend NPU).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., object])
+
+DeviceOpt = Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|npu[:N]|xpu|mps")]
+DateOpt = Annotated[str | None, typer.Option(help="YYYYMMDD, inclusive")]
+
+
+def user_errors(fn: F) -> F:
+    """Turn ReelrecError into a red one-line message and its exit code (2 = bad input)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except ReelrecError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def simulate(
+    out: Annotated[Path, typer.Option(help="folder for the Parquet logs")],
+    users: int = 2000,
+    videos: int = 5000,
+    days: int = 7,
+    seed: int = 0,
+) -> None:
+    """Simulate a short-video world and write its logs in the canonical Parquet layout."""
+    from reelrec.sim import SimConfig, write_logs
+
+    write_logs(SimConfig(users=users, videos=videos, days=days, seed=seed), out)
+
+
+@app.command()
+@user_errors
+def train(
+    dataset: Annotated[DatasetName, typer.Option(help="input format")],
+    out: Annotated[Path, typer.Option(help="model directory to write")],
+    data: Annotated[Path | None, typer.Option(help="input folder or file")] = None,
+    start: DateOpt = None,
+    end: DateOpt = None,
+    device: DeviceOpt = "auto",
+    epochs: int = 1,
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> None:
+    """Train the ranker and retrievers on a dataset; write a model directory."""
+    from reelrec.config import TrainConfig
+    from reelrec.train import train_command
+
+    cfg = TrainConfig(
+        dataset=dataset, data=data, start=start, end=end, out=out, device=device,
+        epochs=epochs, batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    train_command(cfg)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[Path, typer.Option(help="model directory written by `reelrec train`")],
+    dataset: Annotated[DatasetName, typer.Option(help="input format")],
+    data: Annotated[Path | None, typer.Option(help="input folder or file")] = None,
+    start: DateOpt = None,
+    end: DateOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write metrics JSON")] = None,
+    report: Annotated[Path | None, typer.Option(help="write an HTML report folder")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Evaluate a model offline: AUC, GAUC, logloss per label; retrieval Recall/NDCG@K."""
+    from reelrec.config import EvalConfig
+    from reelrec.eval import evaluate_command
+
+    cfg = EvalConfig(
+        model=model, dataset=dataset, data=data, start=start, end=end,
+        json_out=json_out, report=report, device=device,
+    )  # fmt: skip
+    evaluate_command(cfg)
+
+
+@app.command()
+@user_errors
+def serve(
+    model: Annotated[Path, typer.Option(help="model directory or model store folder")],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    events_db: Annotated[Path | None, typer.Option(help="SQLite event log")] = None,
+) -> None:
+    """Serve feeds over HTTP (FastAPI on uvicorn)."""
+    from reelrec.serve import run_server
+
+    run_server(model=model, host=host, port=port, workers=workers, events_db=events_db)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("runs/demo"),
+    seed: int = 0,
+    device: DeviceOpt = "auto",
+    small: Annotated[bool, typer.Option(help="tiny world, for smoke tests")] = False,
+) -> None:
+    """The main job on the simulated world: simulate, train, evaluate, serve live users."""
+    from reelrec.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, seed=seed, device=device, small=small))
+
+
+if __name__ == "__main__":
+    app()
