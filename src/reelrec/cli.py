@@ -95,7 +95,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model offline: AUC, GAUC, logloss per label; retrieval Recall/NDCG@K."""
     from reelrec.config import EvalConfig
-    from reelrec.eval import evaluate_command
+    from reelrec.eval.evaluate import evaluate_command
 
     cfg = EvalConfig(
         model=model, dataset=dataset, data=data, start=start, end=end,

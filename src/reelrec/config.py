@@ -1,0 +1,80 @@
+"""Typed configs for the commands. CLI options map 1:1 onto these fields; `__post_init__`
+validates and names the field that is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from reelrec.data.dataset import DatasetName
+from reelrec.errors import ConfigError
+
+
+def parse_day(value: str | None, option: str) -> str | None:
+    """Check a YYYYMMDD date option; returns it unchanged."""
+    if value is None:
+        return None
+    try:
+        dt.datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        raise ConfigError(f"{option} {value!r}: expected a date as YYYYMMDD, e.g. 20220501") from None
+    return value
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name}={value}: must be > 0")
+
+
+@dataclass
+class TrainConfig:
+    """`reelrec train`: what to read, where to write, how to train."""
+
+    dataset: DatasetName
+    out: Path
+    data: Path | None = None
+    start: str | None = None
+    end: str | None = None
+    device: str = "auto"
+    epochs: int = 1  # the most epochs; early stopping on the time-ordered tail may use fewer
+    batch_size: int = 1024
+    lr: float = 2e-3  # dense layers (Adam)
+    embedding_lr: float = 0.05  # embedding rows (row-wise Adagrad, fused)
+    embedding_dim: int = 16
+    history_len: int = 20
+    val_fraction: float = 0.1  # time-ordered tail used for early stopping
+    seed: int = 0
+    two_tower: bool = True
+
+    def __post_init__(self) -> None:
+        self.dataset = DatasetName(self.dataset)
+        parse_day(self.start, "--start")
+        parse_day(self.end, "--end")
+        for name in ("epochs", "batch_size", "lr", "embedding_lr", "embedding_dim", "history_len"):
+            _positive(name, getattr(self, name))
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.dataset != DatasetName.sim and self.data is None:
+            raise ConfigError(f"--data is required for --dataset {self.dataset.value}")
+
+
+@dataclass
+class EvalConfig:
+    """`reelrec evaluate`: which model on which rows; where to write results."""
+
+    model: Path
+    dataset: DatasetName
+    data: Path | None = None
+    start: str | None = None
+    end: str | None = None
+    json_out: Path | None = None
+    report: Path | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.dataset = DatasetName(self.dataset)
+        parse_day(self.start, "--start")
+        parse_day(self.end, "--end")
+        if self.dataset != DatasetName.sim and self.data is None:
+            raise ConfigError(f"--data is required for --dataset {self.dataset.value}")

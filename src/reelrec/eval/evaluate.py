@@ -1,0 +1,148 @@
+"""`reelrec evaluate`: score a model directory on a later time window.
+
+Rows before `--start` are the users' history (features are causal, so each evaluated row
+also sees the window's earlier rows, as a live server would); the rows from `--start` to
+`--end` are scored. The embedding tables are frozen: unseen ids map to the zero row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from reelrec.config import EvalConfig
+from reelrec.data.dataset import Interactions
+from reelrec.device import resolve_device
+from reelrec.errors import DataError
+from reelrec.eval.metrics import LabelMetrics, activity_buckets, auc_by_bucket, label_metrics, metrics_to_json
+from reelrec.eval.retrieval import RetrievalMetrics, build_split, evaluate_split
+from reelrec.features import FeatureBuilder
+from reelrec.models.api import ItemCatalog
+from reelrec.models.bundle import FeedBundle, load_feed_model
+from reelrec.store.atomic import atomic_write_json
+from reelrec.train.loop import predict
+
+console = Console()
+KS = (20, 50)
+
+
+@dataclass
+class EvalResult:
+    labels: dict[str, LabelMetrics]
+    retrieval: dict[str, RetrievalMetrics]  # retriever name -> metrics
+    best_retriever: str
+    y: dict[str, np.ndarray] = field(default_factory=dict)  # for plots
+    p: dict[str, np.ndarray] = field(default_factory=dict)
+    activity: np.ndarray | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = metrics_to_json(self.labels)
+        if self.best_retriever:
+            out["retrieval"] = {**self.retrieval[self.best_retriever].as_dict(), "retriever": self.best_retriever}
+        out["retrievers"] = {name: m.as_dict() for name, m in self.retrieval.items()}
+        return out
+
+
+def split_window(full: Interactions, window: Interactions) -> tuple[pa.Table, pa.Table]:
+    """(history rows, evaluated rows) of `full`; the window starts at its first timestamp."""
+    if window.events.num_rows == 0:
+        raise DataError("--start/--end", "no rows in the evaluation window")
+    first = pc.min(window.events.column("timestamp_ms")).as_py()
+    before = pc.less(full.events.column("timestamp_ms"), first)
+    return full.events.filter(before), full.events.filter(pc.invert(before))
+
+
+def evaluate_bundle(bundle: FeedBundle, full: Interactions, n_history: int, batch_size: int = 4096) -> EvalResult:
+    """Rank-evaluate the rows of `full` from index `n_history` on; retrieval over the catalog."""
+    builder = FeatureBuilder.from_config(bundle.builder.config_, full.items, full.users)
+    frame, _ = builder.transform(full.events)
+    test = frame.take(slice(n_history, None))
+    probs, watch = predict(bundle.ranker, test, batch_size, bundle.device)
+    tasks = bundle.builder.config_.tasks
+    assert test.labels is not None
+    y = {t: test.labels[:, i] for i, t in enumerate(tasks)}
+    p = {t: probs[:, i] for i, t in enumerate(tasks)}
+    metrics = label_metrics(y, p, test.user_id)
+    history, window = full.events.slice(0, n_history), full.events.slice(n_history)
+    retrieval = _evaluate_retrievers(bundle, history, window, full.items)
+    best = max(retrieval, key=lambda k: retrieval[k].recall[50]) if retrieval else ""
+    train_users, counts = np.unique(history.column("user_id").to_numpy(), return_counts=True)
+    pos = np.searchsorted(train_users, test.user_id)
+    known = (pos < train_users.size) & (train_users[np.minimum(pos, train_users.size - 1)] == test.user_id)
+    activity = np.where(known, counts[np.minimum(pos, max(train_users.size - 1, 0))], 0) if train_users.size else np.zeros(len(test))
+    return EvalResult(metrics, retrieval, best, y, p, activity)
+
+
+def _evaluate_retrievers(bundle: FeedBundle, history: pa.Table, window: pa.Table, items: pa.Table) -> dict[str, RetrievalMetrics]:
+    if history.num_rows == 0 or window.num_rows == 0:
+        return {}
+    split = build_split(history, window)
+    if split.user_ids.size == 0:
+        return {}
+    catalog = ItemCatalog(items)
+    out = {r.name: evaluate_split(r, split, catalog, KS) for r in bundle.retrievers}
+    from reelrec.models.retrieval import blend
+
+    if len(bundle.retrievers) > 1:
+        mixed = blend(bundle.retrievers)
+        out[mixed.name] = evaluate_split(mixed, split, catalog, KS)
+    return out
+
+
+def evaluate_command(cfg: EvalConfig) -> EvalResult:
+    from reelrec.train.command import load_data
+
+    device = resolve_device(cfg.device)
+    bundle = load_feed_model(cfg.model, device)
+    full = load_data(cfg.dataset, cfg.data, None, cfg.end)
+    if cfg.start is not None:
+        window = load_data(cfg.dataset, cfg.data, cfg.start, cfg.end)
+        history, _ = split_window(full, window)
+        n_history = history.num_rows
+    else:
+        n_history = 0
+    result = evaluate_bundle(bundle, full, n_history)
+    _print(result)
+    if cfg.json_out is not None:
+        atomic_write_json(result.to_json(), cfg.json_out)
+        console.print(f"metrics written to {cfg.json_out}")
+    if cfg.report is not None:
+        from reelrec.eval.model_report import write_eval_report
+
+        path = write_eval_report(result, bundle, cfg.report)
+        console.print(f"report written to {path}")
+    return result
+
+
+def _print(result: EvalResult) -> None:
+    table = Table(title="ranking (per label)")
+    for col in ("label", "AUC", "GAUC", "logloss", "rows", "positives"):
+        table.add_column(col, justify="right" if col != "label" else "left")
+    for name, m in result.labels.items():
+        table.add_row(name, f"{m.auc:.4f}", f"{m.gauc:.4f}", f"{m.logloss:.4f}", f"{m.n:,}", f"{m.positives:,}")
+    console.print(table)
+    if result.retrieval:
+        rt = Table(title="retrieval (full ranking)")
+        for col in ("retriever", "Recall@20", "Recall@50", "NDCG@20", "NDCG@50", "HitRate@50", "users"):
+            rt.add_column(col, justify="right" if col != "retriever" else "left")
+        for name, r in result.retrieval.items():
+            rt.add_row(name, f"{r.recall[20]:.4f}", f"{r.recall[50]:.4f}", f"{r.ndcg[20]:.4f}", f"{r.ndcg[50]:.4f}", f"{r.hit[50]:.4f}", f"{r.users:,}")
+        console.print(rt)
+
+
+def activity_auc(result: EvalResult) -> dict[str, Any]:
+    assert result.activity is not None
+    buckets = activity_buckets(result.activity)
+    return {t: auc_by_bucket(result.y[t], result.p[t], buckets) for t in result.y}
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())  # type: ignore[no-any-return]

@@ -1,0 +1,126 @@
+"""Causal per-event features: the user's recent positive history and running counters.
+
+One pass over events in time order. Every feature of an event is emitted from the state
+*before* that event and before any other event with the same timestamp, then the state is
+updated: nothing an event produces (or anything at or after its timestamp) leaks into its
+own features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+
+@dataclass
+class CausalState:
+    """Snapshot of the running state after the last event (what a server starts from).
+
+    hist (U, L) int64 local item indices of positives, oldest first, -1 padded at the end;
+    user_n (U,), user_pos (U, T), item_n (V,), item_pos (V, T) counts.
+    """
+
+    hist: np.ndarray
+    user_n: np.ndarray
+    user_pos: np.ndarray
+    item_n: np.ndarray
+    item_pos: np.ndarray
+
+
+@dataclass
+class CausalFeatures:
+    """Per-event features, (N, ...) aligned with the input events."""
+
+    hist: np.ndarray  # (N, L) local item index, -1 padded at the end, oldest first
+    user_n: np.ndarray  # (N,) prior events of the user
+    user_pos: np.ndarray  # (N, T) prior positives per task
+    item_n: np.ndarray  # (N,)
+    item_pos: np.ndarray  # (N, T)
+
+
+@numba.njit(cache=True, nogil=True)
+def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_pos, item_n,
+                 item_pos, out_hist, out_user_n, out_user_pos, out_item_n, out_item_pos):  # fmt: skip
+    n = ts.shape[0]
+    L = hist.shape[1]
+    T = labels.shape[1]
+    i = 0
+    while i < n:
+        j = i
+        while j < n and ts[j] == ts[i]:
+            j += 1
+        for k in range(i, j):  # emit from the state before this timestamp
+            u, v = user[k], item[k]
+            h = hist_len[u]
+            for s in range(L):
+                out_hist[k, s] = hist[u, s] if s < h else -1
+            out_user_n[k] = user_n[u]
+            out_item_n[k] = item_n[v]
+            for t in range(T):
+                out_user_pos[k, t] = user_pos[u, t]
+                out_item_pos[k, t] = item_pos[v, t]
+        for k in range(i, j):  # then learn from the events at this timestamp
+            u, v = user[k], item[k]
+            user_n[u] += 1
+            item_n[v] += 1
+            for t in range(T):
+                user_pos[u, t] += labels[k, t]
+                item_pos[v, t] += labels[k, t]
+            if positive[k]:
+                h = hist_len[u]
+                if h < L:
+                    hist[u, h] = v
+                    hist_len[u] = h + 1
+                else:  # drop the oldest
+                    for s in range(L - 1):
+                        hist[u, s] = hist[u, s + 1]
+                    hist[u, L - 1] = v
+        i = j
+
+
+def causal_features(
+    ts: np.ndarray,
+    user: np.ndarray,
+    item: np.ndarray,
+    positive: np.ndarray,
+    labels: np.ndarray,
+    n_users: int,
+    n_items: int,
+    history_len: int,
+    start: CausalState | None = None,
+) -> tuple[CausalFeatures, CausalState]:
+    """Run the causal pass. `user`/`item` are local indices (0..n-1), events sorted by ts.
+
+    `positive` (N,) bool marks events that enter the history; `labels` (N, T) int counts.
+    `start` continues from an earlier state (its arrays must be sized n_users / n_items).
+    """
+    n, n_tasks = labels.shape
+    if start is None:
+        start = CausalState(
+            hist=np.full((n_users, history_len), -1, dtype=np.int64),
+            user_n=np.zeros(n_users, dtype=np.int64),
+            user_pos=np.zeros((n_users, n_tasks), dtype=np.int64),
+            item_n=np.zeros(n_items, dtype=np.int64),
+            item_pos=np.zeros((n_items, n_tasks), dtype=np.int64),
+        )
+    state = CausalState(*(a.copy() for a in vars(start).values()))
+    hist_len = (state.hist >= 0).sum(axis=1).astype(np.int64)
+    out = CausalFeatures(
+        hist=np.empty((n, history_len), dtype=np.int64),
+        user_n=np.empty(n, dtype=np.int64),
+        user_pos=np.empty((n, n_tasks), dtype=np.int64),
+        item_n=np.empty(n, dtype=np.int64),
+        item_pos=np.empty((n, n_tasks), dtype=np.int64),
+    )
+    _causal_pass(
+        np.ascontiguousarray(ts, dtype=np.int64),
+        np.ascontiguousarray(user, dtype=np.int64),
+        np.ascontiguousarray(item, dtype=np.int64),
+        np.ascontiguousarray(positive, dtype=np.bool_),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        state.hist, hist_len, state.user_n, state.user_pos, state.item_n, state.item_pos,
+        out.hist, out.user_n, out.user_pos, out.item_n, out.item_pos,
+    )  # fmt: skip
+    return out, state

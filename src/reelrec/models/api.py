@@ -1,0 +1,94 @@
+"""What the feed server needs from a trained model directory.
+
+The server only talks to `FeedModel`: it asks each retriever for candidates, filters them
+with the `ItemCatalog`, and asks `rank` to score the survivors in one batch. Everything a
+model directory holds (ranker weights, embedding tables, retriever state, the catalog) is
+behind `reelrec.models.load_feed_model(path, device)`.
+
+Shapes: K = candidates for one request, H = history length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass
+class UserContext:
+    """One feed request's view of the user, built by the server from its live state."""
+
+    user_id: int
+    now_ms: int
+    tab: int = 0
+    # Recent positively-engaged item ids, oldest first (H,) int64: the history sequence.
+    history: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+
+@dataclass
+class RankOutput:
+    """score (K,) float32 is the fused ranking score; tasks maps task name -> (K,) probability."""
+
+    score: np.ndarray
+    tasks: dict[str, np.ndarray]
+
+
+class Retriever(Protocol):
+    name: str
+
+    def retrieve(self, user: UserContext, k: int) -> np.ndarray:
+        """Up to k item ids (int64), best first. Never raises for an unknown user."""
+        ...
+
+
+class ItemCatalog:
+    """Item metadata as numpy columns with an id -> position map (vectorised lookups).
+
+    Built from an ITEM_SCHEMA table. `positions(ids)` returns -1 for unknown ids.
+    """
+
+    def __init__(self, items: pa.Table) -> None:
+        self.table = items
+        self.item_id = items.column("item_id").to_numpy().astype(np.int64)
+        self.author_id = items.column("author_id").to_numpy().astype(np.int64)
+        self.duration_ms = items.column("duration_ms").to_numpy().astype(np.int64)
+        self.upload_ms = items.column("upload_ms").to_numpy().astype(np.int64)
+        self.music_id = items.column("music_id").to_numpy().astype(np.int64)
+        self.visible = items.column("visible").to_numpy(zero_copy_only=False).astype(bool)
+        tags = items.column("tags").combine_chunks()
+        self.tag_offsets = tags.offsets.to_numpy().astype(np.int64)
+        self.tag_values = tags.values.to_numpy().astype(np.int64)
+        order = np.argsort(self.item_id, kind="stable")
+        self._sorted_ids = self.item_id[order]
+        self._sorted_pos = order
+
+    def __len__(self) -> int:
+        return int(self.item_id.size)
+
+    def positions(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        idx = np.searchsorted(self._sorted_ids, ids)
+        idx = np.clip(idx, 0, max(len(self._sorted_ids) - 1, 0))
+        found = self._sorted_ids[idx] == ids if len(self._sorted_ids) else np.zeros_like(ids, bool)
+        return np.where(found, self._sorted_pos[idx], -1)
+
+    def first_tag(self, pos: np.ndarray) -> np.ndarray:
+        """(K,) the first tag of each item at `pos`, -1 where it has none."""
+        start, end = self.tag_offsets[pos], self.tag_offsets[pos + 1]
+        safe = np.minimum(start, max(self.tag_values.size - 1, 0))
+        return np.where(end > start, self.tag_values[safe] if self.tag_values.size else -1, -1)
+
+
+class FeedModel(Protocol):
+    """A loaded model directory: catalog, retrievers and a batch ranker."""
+
+    version: int
+    catalog: ItemCatalog
+    retrievers: list[Retriever]
+
+    def rank(self, user: UserContext, item_ids: np.ndarray) -> RankOutput:
+        """Score K candidates for one user in one batch on the model's device."""
+        ...

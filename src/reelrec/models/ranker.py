@@ -1,0 +1,214 @@
+"""The multi-task ranker: embeddings -> target attention -> DCN-v2 cross + deep -> MMoE -> heads.
+
+Read from the leaves up: MLP, CrossNetV2, TargetAttention, MMoE, then RankerConfig and Ranker.
+Letters: B batch, F categorical fields, L history length, D embedding dim, T binary tasks,
+E experts, X width of the concatenated input x0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from reelrec.batch import Batch, KeyedJagged
+
+
+class MLP(nn.Sequential):
+    """Linear -> ReLU (-> Dropout) stacks; the last layer keeps its activation."""
+
+    def __init__(self, dims: list[int], dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        super().__init__(*layers)
+
+
+class CrossNetV2(nn.Module):
+    """DCN-v2 low-rank cross layers: x_{l+1} = x0 * (U_l (V_l x_l) + b_l) + x_l.
+
+    Low rank (r << X) keeps the cost at 2·X·r per layer instead of X² (Wang et al., 2021).
+    """
+
+    def __init__(self, width: int, layers: int, rank: int) -> None:
+        super().__init__()
+        self.down = nn.ModuleList(nn.Linear(width, rank, bias=False) for _ in range(layers))
+        self.up = nn.ModuleList(nn.Linear(rank, width) for _ in range(layers))
+
+    def forward(self, x0: Tensor) -> Tensor:  # (B, X) -> (B, X)
+        x = x0
+        for down, up in zip(self.down, self.up, strict=True):
+            x = x0 * up(down(x)) + x
+        return x
+
+
+class TargetAttention(nn.Module):
+    """DIN-style attention of the candidate over the history: an MLP scores each
+    (query, key) pair from [q, k, q*k, q-k]; masked softmax; weighted sum of the keys."""
+
+    def __init__(self, dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(4 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+        # query (B, D), keys (B, L, D), mask (B, L) -> (B, D)
+        q = query.unsqueeze(1).expand_as(keys)  # (B, L, D)
+        logits = self.score(torch.cat([q, keys, q * keys, q - keys], dim=-1)).squeeze(-1)  # (B, L)
+        logits = logits.masked_fill(~mask, -1e4)
+        weights = torch.softmax(logits, dim=1) * mask  # empty histories give zeros
+        return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
+
+
+class MMoE(nn.Module):
+    """Multi-gate mixture of experts: E shared experts, one softmax gate per task."""
+
+    def __init__(self, width: int, n_experts: int, expert_dims: list[int], n_tasks: int) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(MLP([width, *expert_dims]) for _ in range(n_experts))
+        self.gates = nn.Linear(width, n_experts * n_tasks)
+        self.n_tasks, self.n_experts = n_tasks, n_experts
+
+    def forward(self, x: Tensor) -> list[Tensor]:  # (B, X) -> T x (B, H)
+        experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
+        gates = self.gates(x).view(-1, self.n_tasks, self.n_experts).softmax(-1)  # (B, T, E)
+        mixed = torch.bmm(gates, experts)  # (B, T, H)
+        return list(mixed.unbind(dim=1))
+
+
+@dataclass
+class RankerConfig:
+    """Shapes and sizes of the ranker; stored in every model directory."""
+
+    tasks: list[str]  # binary tasks, in label-column order
+    watch_task: bool  # add a watch-ratio regression head (last label column)
+    n_fields: int
+    n_dense: int
+    history_len: int = 20
+    embedding_dim: int = 16
+    cross_layers: int = 2
+    cross_rank: int = 32
+    deep_dims: list[int] = field(default_factory=lambda: [256, 128])
+    n_experts: int = 4
+    expert_dims: list[int] = field(default_factory=lambda: [128, 64])
+    tower_dim: int = 32
+    dropout: float = 0.0
+    # Loss weight per binary task; rare labels need no up-weighting with BCE.
+    task_weights: dict[str, float] = field(default_factory=dict)
+    watch_weight: float = 0.5
+
+    @property
+    def input_width(self) -> int:
+        # user, item, author, music, tags, attention + F fields, then dense features
+        return (6 + self.n_fields) * self.embedding_dim + self.n_dense
+
+
+@dataclass
+class RankerOutput:
+    """logits (B, T) for the binary tasks, watch (B,) or None, loss when labels were given."""
+
+    logits: Tensor
+    watch: Tensor | None
+    loss: Tensor | None = None
+    task_losses: dict[str, float] = field(default_factory=dict)
+
+    def probabilities(self) -> Tensor:
+        return torch.sigmoid(self.logits.float())
+
+
+SINGLE_ID_FEATURES = ("user_id", "item_id", "author_id", "music_id")
+
+
+class Ranker(nn.Module):
+    """Multi-task ranker over one `Batch`. `embeddings` (an EmbeddingCollection) is built
+    outside and handed in; it owns the id tables and updates its rows in the backward."""
+
+    def __init__(self, config: RankerConfig, embeddings: nn.Module) -> None:
+        super().__init__()
+        c, d = config, config.embedding_dim
+        self.config = c
+        self.embeddings = embeddings
+        self.attention = TargetAttention(2 * d)
+        self.attn_proj = nn.Linear(2 * d, d)
+        self.cross = CrossNetV2(c.input_width, c.cross_layers, c.cross_rank)
+        self.deep = MLP([c.input_width, *c.deep_dims], c.dropout)
+        n_heads = len(c.tasks) + int(c.watch_task)
+        self.mmoe = MMoE(c.input_width + c.deep_dims[-1], c.n_experts, c.expert_dims, n_heads)
+        self.towers = nn.ModuleList(
+            nn.Sequential(nn.Linear(c.expert_dims[-1], c.tower_dim), nn.ReLU(), nn.Linear(c.tower_dim, 1))
+            for _ in range(n_heads)
+        )
+
+    def features(self, batch: Batch) -> Tensor:
+        """Embed and concatenate everything into x0 (B, X)."""
+        c, sp = self.config, batch.sparse
+        single = self.embeddings(KeyedJagged({k: sp[k] for k in SINGLE_ID_FEATURES}), pooling="sum")
+        tags = self.embeddings(KeyedJagged({"tags": sp["tags"]}), pooling="mean")["tags"]
+        fields, _ = self.embeddings.sequence("fields", sp["fields"], c.n_fields)  # (B, F, D)
+        hist_i, mask = self.embeddings.sequence("hist_item", sp["hist_item"], c.history_len)
+        hist_a, _ = self.embeddings.sequence("hist_author", sp["hist_author"], c.history_len)
+        query = torch.cat([single["item_id"], single["author_id"]], dim=-1)  # (B, 2D)
+        keys = torch.cat([hist_i, hist_a], dim=-1)  # (B, L, 2D)
+        interest = self.attn_proj(self.attention(query, keys, mask))  # (B, D)
+        parts = [single[k] for k in SINGLE_ID_FEATURES] + [tags, interest]
+        x0 = torch.cat([*parts, fields.flatten(1), batch.dense], dim=1)  # (B, X)
+        return x0
+
+    def forward(self, batch: Batch) -> RankerOutput:
+        x0 = self.features(batch)
+        h = torch.cat([self.cross(x0), self.deep(x0)], dim=1)
+        heads = [tower(z).squeeze(-1) for tower, z in zip(self.towers, self.mmoe(h), strict=True)]
+        n_bin = len(self.config.tasks)
+        logits = torch.stack(heads[:n_bin], dim=1) if n_bin else x0.new_zeros(len(batch), 0)
+        watch = F.softplus(heads[n_bin]) if self.config.watch_task else None
+        out = RankerOutput(logits=logits, watch=watch)
+        if batch.labels is not None:
+            self._add_loss(out, batch.labels)
+        return out
+
+    def _add_loss(self, out: RankerOutput, labels: Tensor) -> None:
+        c = self.config
+        n_bin = len(c.tasks)
+        losses: dict[str, Tensor] = {}
+        for t, name in enumerate(c.tasks):
+            losses[name] = F.binary_cross_entropy_with_logits(out.logits[:, t].float(), labels[:, t])
+        total = sum(c.task_weights.get(k, 1.0) * v for k, v in losses.items())
+        if out.watch is not None:
+            target = labels[:, n_bin]
+            known = ~torch.isnan(target)
+            if bool(known.any()):
+                losses["watch_ratio"] = F.smooth_l1_loss(out.watch[known].float(), target[known])
+                total = total + c.watch_weight * losses["watch_ratio"]
+        out.loss = total if isinstance(total, Tensor) else out.logits.sum() * 0.0
+        out.task_losses = {k: float(v.detach()) for k, v in losses.items()}
+
+
+@dataclass
+class ScoreFusion:
+    """One ranking score from the task predictions (documented, tunable).
+
+    score = prod_t p_t ** w_t  *  (1 + watch_ratio) ** w_watch
+
+    A product of powers (equivalently a weighted sum of log-probabilities) keeps each task's
+    influence independent of the others' scale: doubling p_like multiplies the score by
+    2**w_like whatever p_long_view is. Long view dominates (watch time is the feed's goal);
+    likes, follows and clicks refine it.
+    """
+
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"long_view": 1.0, "is_click": 0.3, "is_like": 0.3, "is_follow": 0.2}
+    )
+    watch_weight: float = 0.5
+
+    def __call__(self, probs: dict[str, Tensor], watch: Tensor | None) -> Tensor:
+        log_score = sum(
+            (w * torch.log(probs[t].clamp_min(1e-6)) for t, w in self.weights.items() if t in probs),
+            start=torch.zeros_like(next(iter(probs.values()))) if probs else torch.zeros(0),
+        )
+        if watch is not None:
+            log_score = log_score + self.watch_weight * torch.log1p(watch.float())
+        return torch.exp(log_score)
+

@@ -1,0 +1,151 @@
+"""The training loop: one readable function, plus batched prediction.
+
+Embedding rows are updated inside `loss.backward()` by the fused row-wise optimizer of the
+EmbeddingCollection; only the dense layers go through `torch.optim.Adam`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from reelrec.device import autocast, synchronize
+from reelrec.features import FeatureFrame
+from reelrec.models.ranker import Ranker
+
+
+@dataclass
+class LoopConfig:
+    epochs: int = 1
+    batch_size: int = 1024
+    lr: float = 2e-3
+    seed: int = 0
+    show_progress: bool = True
+
+
+@dataclass
+class TrainHistory:
+    """Per-step loss and per-epoch validation AUC (first task), for the report's curves."""
+
+    step_loss: list[float] = field(default_factory=list)
+    val_auc: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    examples: int = 0
+    seconds: float = 0.0
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+
+def dense_parameters(model: Ranker) -> list[torch.nn.Parameter]:
+    """Everything but the embedding tables (those update themselves in the backward)."""
+    table_params = {id(p) for p in model.embeddings.parameters()}
+    return [p for p in model.parameters() if id(p) not in table_params]
+
+
+def fit(
+    model: Ranker,
+    train: FeatureFrame,
+    val: FeatureFrame | None,
+    cfg: LoopConfig,
+    device: torch.device,
+) -> TrainHistory:
+    """Train on `train` for up to `cfg.epochs`, early-stopping on `val` (a later time slice).
+
+    After each epoch that improves the validation AUC of the first task, the model's state is
+    kept; an epoch that does not improve it ends training and the kept state is restored.
+    """
+    history = TrainHistory()
+    optimizer = torch.optim.Adam(dense_parameters(model), lr=cfg.lr)
+    best_auc, best_state = -1.0, None
+    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    with _progress(cfg.show_progress) as progress:
+        task = progress.add_task("train", total=cfg.epochs * steps_per_epoch, info="")
+        for epoch in range(cfg.epochs):
+            model.train()
+            t0 = time.perf_counter()
+            for step, batch in enumerate(train.batches(cfg.batch_size, True, cfg.seed + epoch)):
+                batch = batch.to(device, non_blocking=True)
+                with autocast(device):
+                    out = model(batch)
+                assert out.loss is not None
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()  # also applies the fused embedding-row updates
+                optimizer.step()
+                history.step_loss.append(float(out.loss.detach()))
+                if step % 10 == 0:
+                    progress.update(task, info=f"epoch {epoch + 1} loss {np.mean(history.step_loss[-50:]):.4f}")
+                progress.advance(task)
+            synchronize(device)
+            history.seconds += time.perf_counter() - t0
+            history.examples += len(train)
+            if val is None or len(val) == 0 or val.labels is None:
+                history.best_epoch = epoch + 1
+                continue
+            auc = _first_task_auc(model, val, cfg.batch_size, device)
+            history.val_auc.append(auc)
+            progress.update(task, info=f"epoch {epoch + 1} val AUC {auc:.4f}")
+            if auc <= best_auc:
+                break
+            best_auc, history.best_epoch = auc, epoch + 1
+            if epoch + 1 < cfg.epochs:
+                best_state = _snapshot(model)
+        if best_state is not None and history.best_epoch < len(history.val_auc):
+            _restore(model, best_state)
+    return history
+
+
+@torch.no_grad()
+def predict(
+    model: Ranker, frame: FeatureFrame, batch_size: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities (N, T) for the binary tasks and the watch-ratio estimate (N,) or None."""
+    model.eval()
+    probs, watch = [], []
+    for batch in frame.batches(batch_size):
+        with autocast(device):
+            out = model(batch.to(device))
+        probs.append(out.probabilities().cpu().numpy())
+        if out.watch is not None:
+            watch.append(out.watch.float().cpu().numpy())
+    n_tasks = len(model.config.tasks)
+    p = np.concatenate(probs) if probs else np.zeros((0, n_tasks), np.float32)
+    return p, (np.concatenate(watch) if watch else None)
+
+
+def _first_task_auc(model: Ranker, frame: FeatureFrame, batch_size: int, device: torch.device) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    assert frame.labels is not None
+    p, _ = predict(model, frame, batch_size, device)
+    y = frame.labels[:, 0]
+    return float(roc_auc_score(y, p[:, 0])) if 0 < y.sum() < y.size else 0.5
+
+
+def _snapshot(model: Ranker) -> tuple[dict[str, torch.Tensor], object]:
+    dense = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("embeddings.")}
+    return dense, model.embeddings.state()
+
+
+def _restore(model: Ranker, snapshot: tuple[dict[str, torch.Tensor], object]) -> None:
+    dense, emb_state = snapshot
+    model.load_state_dict(dense, strict=False)
+    tensors, meta = emb_state  # type: ignore[misc]
+    model.embeddings.load_state(tensors, meta)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not enabled,
+        transient=False,
+    )
