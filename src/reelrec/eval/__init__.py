@@ -1,0 +1,51 @@
+"""Offline evaluation: ranking metrics and HTML reports."""
+
+from reelrec.eval.metrics import (
+    BucketAUC,
+    CalibrationBins,
+    LabelMetrics,
+    activity_buckets,
+    auc,
+    auc_by_bucket,
+    calibration_curve,
+    gauc,
+    group_auc,
+    label_metrics,
+    logloss,
+    metrics_to_json,
+    rows_per_group,
+)
+from reelrec.eval.report import (
+    Report,
+    format_cell,
+    plot_auc_by_bucket,
+    plot_calibration,
+    plot_recall_at_k,
+    plot_roc,
+    plot_training_curves,
+    plot_watch_time,
+)
+
+__all__ = [
+    "BucketAUC",
+    "CalibrationBins",
+    "LabelMetrics",
+    "Report",
+    "activity_buckets",
+    "auc",
+    "auc_by_bucket",
+    "calibration_curve",
+    "format_cell",
+    "gauc",
+    "group_auc",
+    "label_metrics",
+    "logloss",
+    "metrics_to_json",
+    "plot_auc_by_bucket",
+    "plot_calibration",
+    "plot_recall_at_k",
+    "plot_roc",
+    "plot_training_curves",
+    "plot_watch_time",
+    "rows_per_group",
+]
