@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from reelrec.data.records import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA
 
 
-class DatasetName(str, enum.Enum):
+class DatasetName(enum.StrEnum):
     sim = "sim"
     kuairand = "kuairand"
     movielens = "movielens"
@@ -21,10 +21,16 @@ class DatasetName(str, enum.Enum):
 
 @dataclass
 class DeadLetters:
-    """Rows refused at row level, each with its reason; `counts` is reasons -> rows."""
+    """Rows refused at row level, each with its reason; `counts` is reasons -> rows.
+
+    `notes` counts rows that were kept but deserve a mention (e.g. "duration_unknown": an
+    event whose item duration is 0), and feature-file rows set aside (e.g. a duplicate id);
+    notes are not part of `total`.
+    """
 
     rows: pa.Table | None = None  # original columns (as strings) + source + reason
     counts: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -33,6 +39,8 @@ class DeadLetters:
     def extend(self, other: DeadLetters) -> None:
         for reason, n in other.counts.items():
             self.counts[reason] = self.counts.get(reason, 0) + n
+        for note, n in other.notes.items():
+            self.notes[note] = self.notes.get(note, 0) + n
         if other.rows is not None and other.rows.num_rows:
             self.rows = (
                 other.rows
@@ -54,7 +62,8 @@ class DeadLetters:
 class Interactions:
     """Validated events (EVENT_SCHEMA, sorted by timestamp) with item and user tables.
 
-    Invariant: rows_in == events.num_rows + dead.total.
+    Invariant: rows_in == events.num_rows + dead.total. `rows_outside_dates` counts rows
+    read but outside the requested --start/--end (not part of rows_in).
     """
 
     events: pa.Table
@@ -64,6 +73,7 @@ class Interactions:
     source: str
     rows_in: int
     dead: DeadLetters = field(default_factory=DeadLetters)
+    rows_outside_dates: int = 0
 
     def __post_init__(self) -> None:
         assert self.events.schema.equals(EVENT_SCHEMA), self.events.schema
