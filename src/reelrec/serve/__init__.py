@@ -1,0 +1,59 @@
+"""Feed server: FastAPI app, event log, live user state, hot model swap, metrics, viewer.
+
+`run_server` is what `reelrec serve` calls; `create_app(Settings(...))` builds the app for
+tests and embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from reelrec.errors import ConfigError
+from reelrec.serve.app import create_app
+from reelrec.serve.eventlog import EventLog, LogBatch
+from reelrec.serve.settings import Settings
+from reelrec.store.manifest import read_manifest
+from reelrec.store.versions import is_model_dir
+
+log = logging.getLogger(__name__)
+DEFAULT_EVENTS_DB = Path("runs/events.sqlite")
+
+
+def run_server(
+    model: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+    events_db: Path | None = None,
+) -> None:  # fmt: skip
+    """Serve feeds on uvicorn. `model` is one model directory or a model store root.
+
+    With workers > 1 each worker process has its own user state and metrics (the event log
+    is shared: SQLite serialises the writers, offsets stay monotonic).
+    """
+    import uvicorn
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not Path(model).is_dir():
+        raise ConfigError(f"--model {model}: no such directory (a model dir or model store root)")
+    if is_model_dir(model):
+        read_manifest(model, verify=True)  # IntegrityError (exit 2) before binding the port
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be >= 1")
+    if events_db is None:
+        events_db = DEFAULT_EVENTS_DB
+        log.info("event log: %s (pass --events-db to choose)", events_db)
+    settings = Settings(model=Path(model), events_db=Path(events_db))  # env: admin token etc.
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        return
+    os.environ["REELREC_MODEL"] = str(Path(model).resolve())
+    os.environ["REELREC_EVENTS_DB"] = str(Path(events_db).resolve())
+    uvicorn.run(
+        "reelrec.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+        log_level="info", access_log=False,
+    )  # fmt: skip
+
+
+__all__ = ["EventLog", "LogBatch", "Settings", "create_app", "run_server"]

@@ -1,0 +1,138 @@
+"""The FastAPI app: `create_app(settings)` wires the model holder, event log, user state,
+metrics, middleware and routes. `run_server` (in `__init__`) runs it on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import reelrec
+from reelrec.device import resolve_device
+from reelrec.errors import IntegrityError
+from reelrec.serve.deps import Runtime
+from reelrec.serve.eventlog import EventLog
+from reelrec.serve.metrics import ServerMetrics
+from reelrec.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
+from reelrec.serve.pipeline import PipelineConfig, RerankConfig
+from reelrec.serve.routes import api_router
+from reelrec.serve.routes.viewer import STATIC
+from reelrec.serve.settings import Settings
+from reelrec.serve.state import UserStateStore
+from reelrec.serve.swap import ModelHolder
+
+log = logging.getLogger(__name__)
+
+
+def _field_name(loc: tuple[object, ...] | list[object]) -> str:
+    """("query", "n") -> "n"; ("body", "events", 3) -> "events[3]"; ("body",) -> "body"."""
+    parts = (
+        list(loc[1:])
+        if len(loc) > 1 and loc[0] in ("query", "body", "path", "header")
+        else list(loc)
+    )
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with the offending field named: {"message": "n: ...", "detail": [{field,...}]}."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "")),
+         "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]  # fmt: skip
+    first = detail[0] if detail else {"field": "request", "message": "invalid request"}
+    more = f" (+{len(detail) - 1} more)" if len(detail) > 1 else ""
+    return JSONResponse(
+        {"message": f"{first['field']}: {first['message']}{more}", "detail": detail},
+        status_code=422,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"message": str(exc.detail), "detail": exc.detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"message": "internal server error", "detail": type(exc).__name__}, 500)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    metrics = ServerMetrics()
+    pipeline_cfg = PipelineConfig(
+        per_retriever_k=settings.per_retriever_k,
+        candidates=settings.candidates,
+        rerank=RerankConfig(
+            max_per_author=settings.max_per_author,
+            max_topic_share=settings.max_topic_share,
+            freshness_weight=settings.freshness_weight,
+            freshness_half_life_h=settings.freshness_half_life_h,
+        ),
+    )
+    holder = ModelHolder(
+        settings.model, device=resolve_device(settings.device), pipeline_cfg=pipeline_cfg,
+        metrics=metrics,
+    )  # fmt: skip
+    users = UserStateStore(
+        max_users=settings.max_users, history_len=settings.history_len,
+        seen_len=settings.seen_len, seen_ttl_s=settings.seen_ttl_s,
+    )  # fmt: skip
+    return Runtime(settings, holder, EventLog(settings.events_db), users, metrics)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A feed server app. The model loads when the app starts (lifespan), then is watched."""
+    runtime = build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        first = runtime.holder.check_now()
+        if first.refused and runtime.holder.store is None:
+            # One model directory and it does not load: nothing to serve, fail loudly.
+            raise IntegrityError(f"--model {settings.model}: {first.refused}")
+        if first.version is None:
+            log.warning("no valid model version in %s yet: not ready", settings.model)
+        if settings.watch:
+            runtime.holder.start(settings.poll_interval_s)
+        try:
+            yield
+        finally:
+            runtime.holder.stop()
+            runtime.events.close()
+
+    app = FastAPI(
+        title="reelrec feed server",
+        version=reelrec.__version__,
+        description="retrieve -> filter -> rank -> re-rank short-video feeds; event intake.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.include_router(api_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)  # outermost: sees 413s
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` with several workers: settings from REELREC_* env."""
+    return create_app(Settings())  # type: ignore[call-arg]

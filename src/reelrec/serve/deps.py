@@ -1,0 +1,93 @@
+"""Typed dependencies: handlers ask for what they need by type (`ServedDep`, `EventLogDep`...)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from reelrec.serve.eventlog import EventLog
+from reelrec.serve.metrics import ServerMetrics
+from reelrec.serve.settings import Settings
+from reelrec.serve.state import UserStateStore
+from reelrec.serve.swap import ModelHolder, Served
+
+
+@dataclass
+class Runtime:
+    """Everything one app instance owns; lives on `app.state.runtime`."""
+
+    settings: Settings
+    holder: ModelHolder
+    events: EventLog
+    users: UserStateStore
+    metrics: ServerMetrics
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_served(runtime: RuntimeDep) -> Served:
+    """The model this request will use to the end (read once: a swap cannot affect it)."""
+    served = runtime.holder.current
+    if served is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet (see /readyz)"
+        )
+    return served
+
+
+ServedDep = Annotated[Served, Depends(get_served)]
+
+
+def get_event_log(runtime: RuntimeDep) -> EventLog:
+    return runtime.events
+
+
+EventLogDep = Annotated[EventLog, Depends(get_event_log)]
+
+
+def get_users(runtime: RuntimeDep) -> UserStateStore:
+    return runtime.users
+
+
+UsersDep = Annotated[UserStateStore, Depends(get_users)]
+
+
+def get_metrics(runtime: RuntimeDep) -> ServerMetrics:
+    return runtime.metrics
+
+
+MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
+
+_bearer = HTTPBearer(auto_error=False, description="REELREC_ADMIN_TOKEN")
+
+
+def require_admin(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """404 when no admin token is configured (the endpoint does not exist), 401 on a bad one."""
+    token = runtime.settings.admin_token
+    if token is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, "admin endpoints are disabled (set REELREC_ADMIN_TOKEN)"
+        )
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or wrong bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,66 @@
+"""Server settings: one `Settings(BaseSettings)`, read from keyword arguments or `REELREC_*`.
+
+Paths are required (no silent defaults): `model` (a model directory or a model store root)
+and `events_db` (the SQLite event log). The admin token is a secret and has no default:
+without it the admin endpoints are disabled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tokens people paste from examples; refusing them beats running with a guessable secret.
+_PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "admin", "password"}
+MIN_TOKEN_CHARS = 16
+
+
+class Settings(BaseSettings):
+    """Everything `create_app` needs. Environment variables use the `REELREC_` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="REELREC_", extra="forbid")
+
+    model: Path = Field(description="one model directory, or a model store root (v00000001/...)")
+    events_db: Path = Field(description="SQLite event log (created if missing)")
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token for /admin/*; unset = admin disabled"
+    )
+    device: str = "cpu"
+
+    # Model store watching (hot swap).
+    watch: bool = True
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
+    # Pipeline sizes.
+    per_retriever_k: int = Field(default=500, ge=1, le=10_000)
+    candidates: int = Field(default=500, ge=1, le=10_000, description="ranked per request")
+
+    # Per-user live state.
+    max_users: int = Field(default=100_000, ge=1)
+    history_len: int = Field(default=50, ge=1, le=10_000)
+    seen_len: int = Field(default=2_000, ge=1, le=100_000)
+    seen_ttl_s: float = Field(default=6 * 3600, gt=0)
+
+    # Re-rank (see pipeline.rerank for the rules).
+    max_per_author: int = Field(default=2, ge=1)
+    max_topic_share: float = Field(default=0.34, gt=0, le=1)
+    freshness_weight: float = Field(default=0.1, ge=0)
+    freshness_half_life_h: float = Field(default=24.0, gt=0)
+
+    # Limits.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _refuse_weak_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        token = value.get_secret_value()
+        if token.lower() in _PLACEHOLDER_TOKENS or len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"REELREC_ADMIN_TOKEN is a placeholder or shorter than {MIN_TOKEN_CHARS} "
+                "characters: use e.g. `python -c 'import secrets; print(secrets.token_hex(24))'`"
+            )
+        return value
