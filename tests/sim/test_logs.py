@@ -137,3 +137,15 @@ def test_logging_policy_mix_matters() -> None:
 def test_simulate_logs_with_other_world_fails(small_world: World) -> None:
     with pytest.raises(ValueError, match="different SimConfig"):
         simulate_logs(SimConfig(users=10), world=small_world)
+
+
+def test_generic_adapter_reads_the_logs_back_unchanged(tmp_path: Path) -> None:
+    from reelrec.data import load_events
+
+    cfg = SimConfig(users=80, videos=300, days=2, uploads_per_day=50, seed=2)
+    data = write_logs(cfg, tmp_path)
+    back = load_events(tmp_path)
+    assert back.dead.total == 0
+    assert back.events.equals(data.events)
+    assert back.items.num_rows == data.items.num_rows
+    assert back.users.column_names == data.users.column_names
