@@ -17,6 +17,7 @@ from reelrec.data.validate import (
     Staged,
     date_ints_to_ms,
     ms_to_date_ints,
+    sort_order,
     validate_events,
 )
 from tests.data.datafiles import (
@@ -118,3 +119,20 @@ def test_date_helpers_agree_with_datetime() -> None:
 def test_labels_constant_is_the_kuairand_tuple() -> None:
     assert LABELS == ("is_click", "long_view", "is_like", "is_follow", "is_comment", "is_share",
                       "is_hate")  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)), max_size=60))
+def test_sort_order_matches_python_sort_with_ties(keys: list[tuple[int, int, int]]) -> None:
+    table = pa.table(
+        {
+            "timestamp_ms": pa.array([k[0] for k in keys], pa.int64()),
+            "user_id": pa.array([k[1] for k in keys], pa.int64()),
+            "item_id": pa.array([k[2] for k in keys], pa.int64()),
+            "row": pa.array(range(len(keys)), pa.int64()),
+        }
+    )
+    order = sort_order(table)
+    got = table if order is None else table.take(order)
+    expected = sorted(range(len(keys)), key=lambda r: keys[r])  # Python's sort is stable
+    assert got["row"].to_pylist() == expected

@@ -146,7 +146,7 @@ def read_mapping(path: Path) -> dict[str, str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(path, f"not valid JSON ({e})") from None
     check_mapping(mapping, path)
-    return mapping
+    return dict(mapping)
 
 
 def check_mapping(mapping: object, where: object) -> None:

@@ -195,7 +195,7 @@ def _stage_logs(paths: list[Path], start: int | None, end: int | None) -> tuple[
     return Staged(events, raw, source, checks=checks, malformed=malformed), outside
 
 
-def _items(path: Path) -> tuple[pa.Table, dict]:
+def _items(path: Path) -> tuple[pa.Table, dict[str, int]]:
     t, notes = dedupe_ids(read_checked(path, ITEM_COLS), "video_id", "items")
     upload = t["upload_dt"]
     if not (pa.types.is_date(upload.type) or pa.types.is_timestamp(upload.type)):
@@ -225,7 +225,7 @@ def _items(path: Path) -> tuple[pa.Table, dict]:
     return pa.table(cols, schema=ITEM_TABLE_SCHEMA), notes
 
 
-def _users(path: Path) -> tuple[pa.Table, dict]:
+def _users(path: Path) -> tuple[pa.Table, dict[str, int]]:
     t = read_checked(path, [Col("user_id"), *USER_TEXT_COLS], keep_all=True)
     t, notes = dedupe_ids(t, "user_id", "users")
     cols: dict[str, pa.Array | pa.ChunkedArray] = {"user_id": t["user_id"]}

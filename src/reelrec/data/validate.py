@@ -59,7 +59,6 @@ NOTE_DURATION_UNKNOWN = "duration_unknown"
 NOTE_REPEATED_KEY = "same_key_as_previous"
 
 DAY_MS = 86_400_000
-SORT_KEYS = [("timestamp_ms", "ascending"), ("user_id", "ascending"), ("item_id", "ascending")]
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class Staged:
 
     @property
     def rows_in(self) -> int:
-        return self.events.num_rows + len(self.malformed)
+        return int(self.events.num_rows) + len(self.malformed)
 
 
 def validate_events(staged: Staged, rules: RowRules) -> tuple[pa.Table, DeadLetters]:
@@ -122,15 +121,17 @@ def validate_events(staged: Staged, rules: RowRules) -> tuple[pa.Table, DeadLett
     _fixed_checks(ev, rules, reasons)
 
     keep = reasons.code < 0
-    events = _to_event_schema(ev.filter(pa.array(keep)))
-    events = events.take(pc.sort_indices(events, sort_keys=SORT_KEYS))
+    events = _to_event_schema(ev if keep.all() else ev.filter(pa.array(keep)))
+    order = sort_order(events)
+    if order is not None:
+        events = events.take(order)
     dead = DeadLetters(counts=reasons.counts())
     if (~keep).any():
         idx = np.flatnonzero(~keep)
         dead.rows = _dead_rows(
             staged.original.take(pa.array(idx)),
             pc.take(staged.source, pa.array(idx)),
-            [reasons.names[c] for c in reasons.code[idx]],
+            reasons.labels(idx),
         )
     if staged.malformed:
         dead.extend(_malformed_rows(staged.malformed))
@@ -146,12 +147,35 @@ def validate_events(staged: Staged, rules: RowRules) -> tuple[pa.Table, DeadLett
     return events, dead
 
 
+def sort_order(events: pa.Table) -> np.ndarray | None:
+    """Stable order by (timestamp_ms, user_id, item_id); None when already in that order.
+
+    Logs are nearly sorted by time, so a stable argsort of the timestamps is cheap
+    (timsort); only rows that share a timestamp are then ordered by (user_id, item_id).
+    """
+    ts = events["timestamp_ms"].to_numpy()
+    order = np.argsort(ts, kind="stable")
+    s = ts[order]
+    tie = s[1:] == s[:-1]
+    if tie.any():
+        in_tie = np.zeros(len(s), bool)
+        in_tie[1:] |= tie
+        in_tie[:-1] |= tie
+        pos = np.flatnonzero(in_tie)
+        sub = order[pos]
+        uid, iid = events["user_id"].to_numpy(), events["item_id"].to_numpy()
+        order[pos] = sub[np.lexsort((iid[sub], uid[sub], s[pos]))]
+    if (order[1:] > order[:-1]).all():
+        return None
+    return order
+
+
 def _repeated_keys(events: pa.Table) -> int:
     """Rows whose sort key equals the previous row's (the table is sorted by that key)."""
     if events.num_rows < 2:
         return 0
     same = np.ones(events.num_rows - 1, bool)
-    for name, _ in SORT_KEYS:
+    for name in ("timestamp_ms", "user_id", "item_id"):
         x = events[name].to_numpy()
         same &= x[1:] == x[:-1]
     return int(same.sum())
@@ -171,6 +195,11 @@ class _Reasons:
             self.names.append(name)
         self.code[bad & (self.code < 0)] = self.names.index(name)
 
+    def labels(self, rows: np.ndarray) -> pa.Array:
+        """The reason names of `rows`, as a string array (built columnar)."""
+        codes = pa.array(self.code[rows].astype(np.int32))
+        return pc.cast(pa.DictionaryArray.from_arrays(codes, pa.array(self.names)), pa.string())
+
     def counts(self) -> dict[str, int]:
         hist = np.bincount(self.code[self.code >= 0], minlength=len(self.names))
         return {name: int(n) for name, n in zip(self.names, hist, strict=True) if n}
@@ -187,7 +216,7 @@ def _null_mask(ev: pa.Table) -> np.ndarray:
 def _np(ev: pa.Table, name: str) -> np.ndarray:
     """Column as numpy (nulls -> 0; null rows are already dead)."""
     col = ev[name]
-    return pc.fill_null(col, 0).to_numpy() if col.null_count else col.to_numpy()
+    return np.asarray(pc.fill_null(col, 0).to_numpy() if col.null_count else col.to_numpy())
 
 
 def _fixed_checks(ev: pa.Table, rules: RowRules, reasons: _Reasons) -> None:
@@ -247,13 +276,13 @@ def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
         return pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
 
 
-def _dead_rows(original: pa.Table, source: pa.Array, reasons: Sequence[str]) -> pa.Table:
+def _dead_rows(original: pa.Table, source: pa.Array, reasons: pa.Array) -> pa.Table:
     """Original values as text, plus the source file and the reason, one row per refusal."""
     cols = {name: _as_text(original[name]) for name in original.column_names}
     if pa.types.is_dictionary(source.type):
         source = source.dictionary_decode()
     cols["source"] = pc.cast(source, pa.string())
-    cols["reason"] = pa.array(reasons, pa.string())
+    cols["reason"] = reasons
     return pa.table(cols)
 
 
@@ -274,7 +303,16 @@ def date_ints_to_ms(dates: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
     Vectorised with numpy datetime64; invalid calendar dates (20220230) and nulls are
     flagged invalid (their ms value is 0).
     """
-    d = pc.fill_null(pc.cast(dates, pa.float64()), -1).to_numpy(zero_copy_only=False)
+    # a log spans few distinct dates: compute per distinct value, then gather
+    if isinstance(dates, pa.ChunkedArray):
+        dates = dates.combine_chunks()
+    dates = pc.fill_null(pc.cast(dates, pa.float64()), -1)
+    uniques = pc.unique(dates)
+    if len(uniques) < len(dates) // 4:
+        ms, ok = date_ints_to_ms(uniques)
+        idx = pc.index_in(dates, value_set=uniques).to_numpy(zero_copy_only=False)
+        return ms[idx], ok[idx]
+    d = dates.to_numpy(zero_copy_only=False)
     d = np.where(np.isfinite(d) & (d == np.floor(d)), d, -1).astype(np.int64)
     y, m, day = d // 10000, (d // 100) % 100, d % 100
     ok = (y >= 1970) & (y <= 9999) & (m >= 1) & (m <= 12) & (day >= 1)
@@ -301,7 +339,7 @@ def ms_to_date_ints(ms: pa.Array | pa.ChunkedArray) -> np.ndarray:
     y = days.astype("datetime64[Y]").astype(np.int64) + 1970
     m = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
     d = (days - days.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
-    return y * 10000 + m * 100 + d
+    return np.asarray(y * 10000 + m * 100 + d, np.int64)
 
 
 def in_date_range(dates: np.ndarray, start: int | None, end: int | None) -> np.ndarray:
