@@ -24,11 +24,12 @@ import pyarrow as pa
 from reelrec.data.records import LABELS
 from reelrec.errors import ConfigError
 from reelrec.sim.config import HOUR_MS
-from reelrec.sim.logs import _concat, _Log, label_rates
+from reelrec.sim.logs import label_rates
 from reelrec.sim.world import (
     DIURNAL,
     GAP_MS,
     REPEAT_PENALTY,
+    EventColumns,
     Noise,
     World,
     events_table,
@@ -99,7 +100,7 @@ def live_schedule(
     Users come by activity (heavy-tailed), times follow the daily profile; a pure function
     of (seed, start_ms, hours, sessions).
     """
-    r = world._rng("live-schedule", start_ms, int(hours * 1000), sessions)
+    r = world.rng_stream("live-schedule", start_ms, int(hours * 1000), sessions)
     end_ms = start_ms + int(hours * HOUR_MS)
     slot_start = np.arange(start_ms, end_ms, HOUR_MS, dtype=np.int64)
     slot_len = np.minimum(HOUR_MS, end_ms - slot_start)
@@ -169,15 +170,15 @@ class _LiveRun:
     def __init__(self, world: World, policy: Policy, cap: int, page_size: int) -> None:
         self.world, self.policy, self.cap, self.page_size = world, policy, cap, page_size
         self.seen: dict[int, set[int]] = {}
-        self.chunks: list[_Log] = []  # every event, for the result
-        self.pending: list[_Log] = []  # events the policy has not observed yet
+        self.chunks: list[EventColumns] = []  # every event, for the result
+        self.pending: list[EventColumns] = []  # events the policy has not observed yet
         self.s_watch: list[int] = []
         self.s_items: list[int] = []
         self.wasted = 0
 
     def session(self, i: int, u: int, now: int, run_start: int) -> None:
         w = self.world
-        noise = Noise.draw(w._rng("live", run_start, i), self.cap)
+        noise = Noise.draw(w.rng_stream("live", run_start, i), self.cap)
         seen = self.seen.setdefault(u, set())
         pos, watch_total, items = 0, 0, 0
         while pos < self.cap:
@@ -202,7 +203,7 @@ class _LiveRun:
             if resp is not None:
                 keep = np.flatnonzero(valid[:cut])  # page slots watched before leaving
                 sub = np.searchsorted(np.flatnonzero(valid), keep)  # their rows in resp
-                chunk = _Log(
+                chunk = EventColumns(
                     np.full(keep.size, u, dtype=np.int64),
                     idx[keep],
                     now + elapsed[keep] - GAP_MS,  # event time = end of play
@@ -239,16 +240,16 @@ class _LiveRun:
         """Give the policy the events with timestamp <= `upto_ms` it has not had yet."""
         if not self.pending:
             return
-        log = _concat(self.pending)
+        log = EventColumns.concat(self.pending)
         now = log.ts <= upto_ms
         self.pending = [log.take(~now)] if (~now).any() else []
         if now.any():
             observe(self._table(log.take(now)))
 
     def events(self) -> pa.Table:
-        return self._table(_concat(self.chunks))
+        return self._table(EventColumns.concat(self.chunks))
 
-    def _table(self, log: _Log) -> pa.Table:
+    def _table(self, log: EventColumns) -> pa.Table:
         """EVENT_SCHEMA table of `log`, sorted by timestamp."""
         w, order = self.world, np.argsort(log.ts, kind="stable")
         v = log.v[order]

@@ -19,7 +19,15 @@ import pyarrow as pa
 from reelrec.data.dataset import Interactions
 from reelrec.data.records import LABELS
 from reelrec.sim.config import DAY_MS, SimConfig
-from reelrec.sim.world import GAP_MS, Noise, World, diurnal_times, events_table, respond
+from reelrec.sim.world import (
+    GAP_MS,
+    EventColumns,
+    Noise,
+    World,
+    diurnal_times,
+    events_table,
+    respond,
+)
 from reelrec.store.atomic import atomic_write_json, atomic_write_parquet
 
 BLOCK = 16  # feed positions simulated per vectorised step
@@ -47,23 +55,6 @@ class _TopicIndex:
         return cls(order=order, keys=keys, start=start, t0=t0)
 
 
-@dataclass
-class _Log:
-    """Event columns by world index (N,) before they become an EVENT_SCHEMA table."""
-
-    u: np.ndarray
-    v: np.ndarray
-    ts: np.ndarray
-    watch: np.ndarray
-    labels: dict[str, np.ndarray]
-
-    def take(self, mask: np.ndarray) -> _Log:
-        return _Log(
-            self.u[mask], self.v[mask], self.ts[mask], self.watch[mask],
-            {k: a[mask] for k, a in self.labels.items()},
-        )  # fmt: skip
-
-
 def simulate_logs(cfg: SimConfig, *, world: World | None = None) -> Interactions:
     """Simulate `cfg.days` days of feed traffic served by the logging policy.
 
@@ -76,17 +67,17 @@ def simulate_logs(cfg: SimConfig, *, world: World | None = None) -> Interactions
     if world.cfg != cfg:
         raise ValueError("simulate_logs: `world` was built from a different SimConfig")
     tix = _TopicIndex.build(world)
-    r0 = world._rng("logs", "popularity")
+    r0 = world.rng_stream("logs", "popularity")
     n0 = int(world.n_uploaded(cfg.start_ms))
     pop = np.full(world.n_items, POP_FLOOR)
     pop[:n0] += np.exp(0.8 * world.quality[:n0] + r0.normal(0.0, 0.5, n0))  # pre-history
-    parts: list[_Log] = []
+    parts: list[EventColumns] = []
     for d in range(cfg.days):
         log = _simulate_day(world, d, pop, tix)
         parts.append(log)
         lv = log.v[log.labels["long_view"] == 1]
         pop = POP_DECAY * pop + np.bincount(lv, minlength=world.n_items) + POP_FLOOR
-    log = _concat(parts)
+    log = EventColumns.concat(parts)
     order = np.argsort(log.ts, kind="stable")
     events = events_table(
         world.user_ids[log.u[order]],
@@ -119,9 +110,9 @@ def write_logs(cfg: SimConfig, out_dir: Path, *, world: World | None = None) -> 
     return data
 
 
-def _simulate_day(world: World, day: int, pop: np.ndarray, tix: _TopicIndex) -> _Log:
+def _simulate_day(world: World, day: int, pop: np.ndarray, tix: _TopicIndex) -> EventColumns:
     cfg = world.cfg
-    r = world._rng("logs", day)
+    r = world.rng_stream("logs", day)
     n_sess = r.poisson(cfg.sessions_per_day * world.activity)
     users = np.repeat(np.arange(world.n_users), n_sess)
     t_cur = diurnal_times(r, cfg.start_ms + day * DAY_MS, users.size)
@@ -129,7 +120,7 @@ def _simulate_day(world: World, day: int, pop: np.ndarray, tix: _TopicIndex) -> 
     cum_pop = np.cumsum(pop)
     cum_int = np.cumsum(world.interest[day], axis=1)  # (U, T)
     act = np.arange(users.size)
-    out: list[_Log] = []
+    out: list[EventColumns] = []
     pos = 0
     while act.size and pos < cfg.max_session_items:
         b = min(BLOCK, cfg.max_session_items - pos)
@@ -149,13 +140,13 @@ def _simulate_day(world: World, day: int, pop: np.ndarray, tix: _TopicIndex) -> 
         elapsed = np.cumsum(step, axis=1)
         ts = (t_cur[act][:, None] + elapsed - GAP_MS).ravel()  # event time = end of play
         out.append(
-            _Log(uu[keep], v[keep], ts[keep], resp.watch_ms[keep],
+            EventColumns(uu[keep], v[keep], ts[keep], resp.watch_ms[keep],
                  {k: a[keep] for k, a in resp.labels.items()})
         )  # fmt: skip
         t_cur[act] += elapsed[:, -1]
         act = act[~ended]
         pos += b
-    return _concat(out)
+    return EventColumns.concat(out)
 
 
 def _logging_policy(
@@ -190,19 +181,6 @@ def _logging_policy(
         v[bad] = (r.random(int(bad.sum())) * n_avail[bad]).astype(np.int64)
         bad = ~world.visible[v]
     return v, ~bad
-
-
-def _concat(parts: list[_Log]) -> _Log:
-    if not parts:
-        e = np.empty(0, dtype=np.int64)
-        return _Log(e, e, e, e, {k: np.empty(0, dtype=np.int8) for k in LABELS})
-    return _Log(
-        np.concatenate([p.u for p in parts]),
-        np.concatenate([p.v for p in parts]),
-        np.concatenate([p.ts for p in parts]),
-        np.concatenate([p.watch for p in parts]),
-        {k: np.concatenate([p.labels[k] for p in parts]) for k in LABELS},
-    )
 
 
 def label_rates(events: pa.Table) -> dict[str, float]:

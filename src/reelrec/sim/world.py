@@ -8,9 +8,9 @@ Model (U users, V videos over the whole horizon, T topics, K latent dims, H days
     interest[d, u]   (H, U, T) topic interests, rows sum to 1, drift a little each day
     z_user (U, K), z_item (V, K)   hidden tastes (item side partly from sub-tag and author)
     quality (V,)     per video, around its author's quality
-    trend (T, 24H)   per topic and hour, 0 most of the time, bumps of ~1 logit when trending
+    trend (T, 24H)   per topic and hour, 0 most of the time, bumps of 0.8-2 logits when trending
     utility(u, v, t) = 0.6 log(0.05 + T * interest . topic_mix)  + 0.5 z_user . z_item
-                       + 0.6 quality + trend[topic, hour] + 0.6 exp(-age / 12 h) + bias_user
+                       + 0.6 quality + trend[topic, hour] + 1.0 exp(-age / 12 h) + bias_user
 The response model (`respond`) turns utility plus per-event noise into click, watch time,
 long view, like, follow, comment, share, hate, and whether the user leaves the session.
 """
@@ -108,6 +108,36 @@ class Response:
     leave: np.ndarray  # bool: the user ends the session after this item
 
 
+@dataclass
+class EventColumns:
+    """Event columns by world index, (N,) each, before they become an EVENT_SCHEMA table."""
+
+    u: np.ndarray  # user indices
+    v: np.ndarray  # video indices
+    ts: np.ndarray  # event time (end of play), ms
+    watch: np.ndarray  # watch_ms
+    labels: dict[str, np.ndarray]  # int8 per label
+
+    def take(self, mask: np.ndarray) -> EventColumns:
+        return EventColumns(
+            self.u[mask], self.v[mask], self.ts[mask], self.watch[mask],
+            {k: a[mask] for k, a in self.labels.items()},
+        )  # fmt: skip
+
+    @classmethod
+    def concat(cls, parts: list[EventColumns]) -> EventColumns:
+        if not parts:
+            e = np.empty(0, dtype=np.int64)
+            return cls(e, e, e, e, {k: np.empty(0, dtype=np.int8) for k in LABELS})
+        return cls(
+            np.concatenate([p.u for p in parts]),
+            np.concatenate([p.v for p in parts]),
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.watch for p in parts]),
+            {k: np.concatenate([p.labels[k] for p in parts]) for k in LABELS},
+        )
+
+
 def respond(
     util: np.ndarray, duration_ms: np.ndarray, position: np.ndarray, noise: Noise
 ) -> Response:
@@ -182,11 +212,11 @@ class World:
         self._make_videos()
 
     # ---- generation -------------------------------------------------------------------
-    def _rng(self, *stream: int | str) -> np.random.Generator:
+    def rng_stream(self, *stream: int | str) -> np.random.Generator:
         return rng_for(self.cfg.seed, *stream)
 
     def _make_topics(self) -> None:
-        c, r = self.cfg, self._rng("topics")
+        c, r = self.cfg, self.rng_stream("topics")
         self.topic_pop = r.dirichlet(np.full(c.topics, 2.0))  # (T,) global topic shares
         # Each age bucket leans towards its own topics, so profiles carry signal.
         self.age_topic = r.dirichlet(self.topic_pop * c.topics * 2.0, size=AGE_BUCKETS)  # (A, T)
@@ -194,7 +224,7 @@ class World:
         self.topic_dur = r.normal(0.0, 0.4, c.topics)  # log-duration offset per topic
 
     def _make_users(self) -> None:
-        c, r = self.cfg, self._rng("users")
+        c, r = self.cfg, self.rng_stream("users")
         n, t = c.users, c.topics
         self.age = r.choice(AGE_BUCKETS, size=n, p=[0.05, 0.2, 0.25, 0.2, 0.15, 0.1, 0.05])
         alpha = 0.25 * t * self.age_topic[self.age]  # (U, T), sum 0.25 T: a few topics each
@@ -213,7 +243,7 @@ class World:
 
     def _make_trends(self) -> None:
         """trend (T, 24 H) float32: topics trend (rise in ~1/3 of the width, fade slower)."""
-        c, r = self.cfg, self._rng("trends")
+        c, r = self.cfg, self.rng_stream("trends")
         hours = c.horizon_days * 24
         trend = np.zeros((c.topics, hours), dtype=np.float32)
         h = np.arange(hours, dtype=np.float64)
@@ -227,7 +257,7 @@ class World:
         self.trend = trend
 
     def _make_creators(self) -> None:
-        c, r = self.cfg, self._rng("creators")
+        c, r = self.cfg, self.rng_stream("creators")
         n = c.n_creators
         self.author_topic = r.choice(c.topics, size=(n, 2), p=self.topic_pop)
         self.author_quality = r.normal(0.0, 0.5, n)
@@ -236,7 +266,7 @@ class World:
         self.author_z = r.standard_normal((n, c.latent_dim))
 
     def _make_videos(self) -> None:
-        c, r = self.cfg, self._rng("videos")
+        c, r = self.cfg, self.rng_stream("videos")
         up0 = c.start_ms - (r.random(c.videos) * INITIAL_CATALOG_DAYS * DAY_MS).astype(np.int64)
         day_starts = c.start_ms + DAY_MS * np.repeat(
             np.arange(c.horizon_days, dtype=np.int64), c.uploads_per_day
