@@ -5,13 +5,13 @@ for its column mapping (kuairand.py, movielens.py, generic.py) and validate.py f
 row-level rules and dead-letter reasons.
 """
 
+from reelrec.data.accounting import DEAD_LETTER_FILE, summary, write_dead_letters
 from reelrec.data.dataset import DatasetName, DeadLetters, Interactions
 from reelrec.data.generic import load_events
 from reelrec.data.kuairand import KUAIRAND_LABELS, load_kuairand
 from reelrec.data.loader import load_dataset, parse_date_option
 from reelrec.data.movielens import MOVIELENS_LABELS, load_movielens
 from reelrec.data.records import EVENT_SCHEMA, ITEM_SCHEMA, LABELS, USER_SCHEMA, Event
-from reelrec.data.summary import DEAD_LETTER_FILE, summary_table, write_dead_letters
 from reelrec.data.validate import RowRules
 
 __all__ = [
@@ -32,6 +32,6 @@ __all__ = [
     "load_kuairand",
     "load_movielens",
     "parse_date_option",
-    "summary_table",
+    "summary",
     "write_dead_letters",
 ]

@@ -11,7 +11,7 @@ from reelrec.data.dataset import Interactions
 DEAD_LETTER_FILE = "dead_letters.parquet"
 
 
-def summary_table(data: Interactions, title: str | None = None) -> Table:
+def summary(data: Interactions, title: str | None = None) -> Table:
     """A rich table: rows in, used, dead-lettered (total and per reason), and notes.
 
     Rows outside --start/--end are shown separately: they were not asked for, so they are

@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from rich.console import Console
 
-from reelrec.data import DEAD_LETTER_FILE, load_kuairand, summary_table, write_dead_letters
+from reelrec.data import DEAD_LETTER_FILE, load_kuairand, summary, write_dead_letters
 from tests.data.datafiles import default_log_rows, write_csv_rows
 
 
@@ -22,7 +22,7 @@ def test_summary_lists_rows_and_reasons(kuairand_dir: Path, now_ms: int, tmp_pat
     rows[2]["play_time_ms"] = -7
     write_csv_rows(next(kuairand_dir.glob("log_standard_*.csv")), rows)
     data = load_kuairand(kuairand_dir, start=20220425, now_ms=now_ms)
-    text = render(summary_table(data))
+    text = render(summary(data))
     assert "dead: negative_watch_time" in text and "dead: label_not_binary" in text
     assert "note: duration_unknown" in text
     used_line = next(line for line in text.splitlines() if "used" in line)
@@ -37,4 +37,4 @@ def test_no_dead_letters_no_file(kuairand_dir: Path, now_ms: int, tmp_path: Path
     data = load_kuairand(kuairand_dir, now_ms=now_ms)
     assert write_dead_letters(data, tmp_path) is None
     assert not (tmp_path / DEAD_LETTER_FILE).exists()
-    assert "dead-lettered" in render(summary_table(data))
+    assert "dead-lettered" in render(summary(data))
