@@ -20,6 +20,9 @@ from numba import njit
 
 EMPTY = -1
 TOMB = -2
+# Reassociation lets LLVM vectorise the row reductions (row-wise Adagrad's mean of g^2);
+# NaN/inf semantics are kept (no "fast" flag set).
+_FAST = {"reassoc", "contract", "nsz"}
 
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -238,24 +241,32 @@ def admit_draws(ids: np.ndarray, seed: np.int64, counter: np.int64, out: np.ndar
 
 
 @njit(cache=True, nogil=True)
-def init_rows(ids: np.ndarray, seed: np.int64, std: float, out: np.ndarray) -> None:
-    """out[i] ~ N(0, std^2) from a hash of (seed, ids[i], column): Box-Muller, float32."""
+def init_rows(
+    ids: np.ndarray, rows: np.ndarray, seed: np.int64, std: float, out: np.ndarray
+) -> None:
+    """out[rows[i]] ~ uniform(-sqrt(3) std, sqrt(3) std) (so its std is `std`), float32, from a
+    hash of (seed, ids[i], column pair): two values per 64-bit hash, no transcendental calls,
+    so inserting a burst of new ids stays cheap."""
     s = mix64(np.uint64(seed))
     dim = out.shape[1]
+    half = math.sqrt(3.0) * std
+    scale = 2.0 * half / 4294967296.0
+    lo32 = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
     for i in range(ids.shape[0]):
+        base = s ^ mix64(np.uint64(ids[i]) + _GOLDEN)
+        r = rows[i]
         for j in range(0, dim, 2):
-            u1 = uniform3(s, ids[i], j)
-            u2 = uniform3(s, ids[i], j + 1)
-            r = math.sqrt(-2.0 * math.log(u1)) * std
-            out[i, j] = r * math.cos(2.0 * math.pi * u2)
+            x = mix64(base + np.uint64(j) * _GOLDEN)
+            out[r, j] = np.float32((x & lo32) * scale - half)
             if j + 1 < dim:
-                out[i, j + 1] = r * math.sin(2.0 * math.pi * u2)
+                out[r, j + 1] = np.float32((x >> s32) * scale - half)
 
 
 # ---------------------------------------------------------------------------------------
 # CPU fast path: forward pooling and fused backward + update
 # ---------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: np.int64, out: np.ndarray) -> None:
     """out[b] = sum of weight[rows[b*bag + l]] for l < bag (every bag has `bag` ids)."""
     dim = weight.shape[1]
@@ -268,7 +279,7 @@ def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: np.int64, out: np.
                 out[b, j] += weight[r, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def accum_grad_fixed(
     grad: np.ndarray, bag: np.int64, inverse: np.ndarray, gsum: np.ndarray
 ) -> None:
@@ -281,7 +292,7 @@ def accum_grad_fixed(
             gsum[u, j] += grad[b, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def accum_grad_indexed(
     grad: np.ndarray, out_idx: np.ndarray, scale: np.ndarray, inverse: np.ndarray, gsum: np.ndarray
 ) -> None:
@@ -295,7 +306,7 @@ def accum_grad_indexed(
             gsum[u, j] += grad[o, j] * s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def sgd_update(weight: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float) -> None:
     lr32 = np.float32(lr)
     for u in range(uniq.shape[0]):
@@ -306,7 +317,7 @@ def sgd_update(weight: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float
             weight[r, j] -= lr32 * gsum[u, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def rowwise_adagrad_update(
     weight: np.ndarray, acc: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float, eps: float
 ) -> None:
@@ -326,7 +337,7 @@ def rowwise_adagrad_update(
             weight[r, j] -= step * gsum[u, j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def adam_update(
     weight: np.ndarray,
     m: np.ndarray,

@@ -193,7 +193,7 @@ class EmbeddingCollection(nn.Module):
                 f"EmbeddingCollection: pooling={pooling!r}, expected one of {POOLINGS}"
             )
         groups: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
-        for feature in kj.keys():
+        for feature in kj.keys():  # noqa: SIM118 (KeyedJagged has no __iter__)
             table = self.table_of(feature).config.name
             vals, lengths = _host(kj[feature], feature)
             groups.setdefault(table, []).append((feature, vals, lengths))

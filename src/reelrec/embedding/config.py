@@ -11,7 +11,7 @@ from typing import Any
 from reelrec.errors import ConfigError
 
 
-class OptimizerType(str, enum.Enum):
+class OptimizerType(enum.StrEnum):
     """The fused row-wise optimizer applied in the backward pass to the touched rows only."""
 
     SGD = "sgd"
@@ -19,7 +19,7 @@ class OptimizerType(str, enum.Enum):
     ADAM = "adam"  # per-row step count for bias correction (lazy Adam)
 
 
-class EvictionPolicy(str, enum.Enum):
+class EvictionPolicy(enum.StrEnum):
     """Which rows go first when a table reaches `max_rows`."""
 
     LRU = "lru"  # least recently looked up (by training lookup call)
@@ -45,8 +45,9 @@ class EmbeddingTableConfig:
             by `expire()`; None = never expires.
         max_rows: capacity limit; at the limit, inserting evicts by `eviction`. None = unbounded.
         eviction: "lru" or "lfu".
-        init_std: new rows start as N(0, init_std^2), drawn from a hash of (seed, id), so a
-            row's start value depends only on its id, not on arrival order.
+        init_std: new rows start uniform in [-sqrt(3) init_std, sqrt(3) init_std] (standard
+            deviation init_std), drawn from a hash of (seed, id), so a row's start value
+            depends only on its id, not on arrival order or on when it was inserted.
         seed: seed of the table's counter-based random numbers (init and admit_prob).
         beta1, beta2: Adam's moment decay rates (ignored by the other optimizers).
         sketch_width, sketch_depth: size of the admission count-min sketch (min_count > 1).

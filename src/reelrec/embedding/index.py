@@ -92,13 +92,17 @@ class IdIndex:
         return out
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
-        """All (ids, rows), sorted by row."""
+        """All (ids, rows), sorted by row (then id)."""
+        keys, vals = self._items()
+        order = np.lexsort((keys, vals))
+        return keys[order], vals[order]
+
+    def _items(self) -> tuple[np.ndarray, np.ndarray]:
         keys = np.empty(self._size, dtype=np.int64)
         vals = np.empty(self._size, dtype=np.int64)
         n = K.hm_items(self._slots, keys, vals)
         assert n == self._size
-        order = np.argsort(vals, kind="stable")
-        return keys[order], vals[order]
+        return keys, vals
 
     def clear(self) -> None:
         self._alloc(16)
@@ -108,7 +112,7 @@ class IdIndex:
         push the load above max_load."""
         if self._size + self._tombs + extra <= self.max_load * self.capacity:
             return
-        keys, vals = self.items()
+        keys, vals = self._items()
         need = (self._size + extra) / self.max_load
         cap = self.capacity
         while cap < need:

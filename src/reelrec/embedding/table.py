@@ -192,9 +192,13 @@ class DynamicEmbedding:
         old = self._capacity
 
         def grown(t: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-            new = torch.zeros((cap, *shape), dtype=dtype, device=self.device)
+            # No zero fill: rows past the high-water mark are never read before _insert
+            # writes them (weights) or zeroes them (optimizer state); row 0 is zeroed here.
+            new = torch.empty((cap, *shape), dtype=dtype, device=self.device)
             if old:
                 new[:old] = t[:old]
+            else:
+                new[:1] = 0
             return new
 
         self.weight = grown(self.weight, (self.config.dim,), torch.float32)
@@ -315,6 +319,12 @@ class DynamicEmbedding:
         self._next_row += n - take
         self._grow(self._next_row)
         rows = np.concatenate([reused, fresh])
+        if fresh.size and self._opt:
+            # fresh rows come from uninitialised storage (see _grow); reused ones were
+            # zeroed at eviction.
+            lo, hi = int(fresh[0]), int(fresh[-1]) + 1
+            for state in self._opt.values():
+                state[lo:hi] = 0
         self._index.insert(new_ids, rows)
         self._live[rows] = True
         m = self._meta
@@ -323,9 +333,12 @@ class DynamicEmbedding:
         m["last_seen"][rows] = self._now_ms
         m["last_tick"][rows] = self._tick
         m["count"][rows] = 0
-        init = np.empty((n, cfg.dim), dtype=np.float32)
-        K.init_rows(new_ids, cfg.seed, float(cfg.init_std), init)
-        self._write_rows(rows, torch.from_numpy(init))
+        if self._on_cpu:  # write the start values in place
+            K.init_rows(new_ids, rows, cfg.seed, float(cfg.init_std), self.weight.numpy())
+        else:
+            init = np.empty((n, cfg.dim), dtype=np.float32)
+            K.init_rows(new_ids, np.arange(n), cfg.seed, float(cfg.init_std), init)
+            self._write_rows(rows, torch.from_numpy(init))
         return rows
 
     def _rows_t(self, rows: np.ndarray) -> Tensor:
@@ -513,7 +526,9 @@ class DynamicEmbedding:
                 g = g.detach()
                 if s.scale is not None:
                     g = g * torch.from_numpy(s.scale).unsqueeze(1)
-                g_np = g.to(torch.float32).contiguous().numpy()
+                # No .contiguous(): numba reads strided arrays, and the gradient of a sum()
+                # is an expanded (stride 0) tensor that would otherwise be copied.
+                g_np = g.to(torch.float32).numpy()
                 inv = plan.inverse[s.start : s.stop]
                 if s.bag is not None and s.bag > 0:
                     K.accum_grad_fixed(g_np, s.bag, inv, gsum_np)
