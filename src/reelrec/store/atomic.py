@@ -32,6 +32,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:  # type: ignore[t
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; published files are world-readable
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -1,0 +1,110 @@
+"""The ranker's contract: shapes, loss only with labels, learning, fused score, arity."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from reelrec.features import FeatureBuilder
+from reelrec.models import ranker as ranker_module
+from reelrec.models.bundle import make_ranker, ranker_tables
+from reelrec.models.ranker import CrossNetV2, Ranker, RankerConfig, ScoreFusion, TargetAttention
+from tests.conftest import make_interactions
+
+
+def _setup(n_events: int = 800):  # type: ignore[no-untyped-def]
+    data = make_interactions(n_events=n_events)
+    fb = FeatureBuilder(history_len=5).fit(data.events, data.items, data.users, data.labels)
+    frame, _ = fb.transform(data.events)
+    c = fb.config_
+    cfg = RankerConfig(tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names),
+                       n_dense=c.n_dense, history_len=5, embedding_dim=8)  # fmt: skip
+    return make_ranker(cfg, ranker_tables(8, 0.05, 0)), frame, cfg
+
+
+def test_forward_shapes_and_loss_only_with_labels() -> None:
+    model, frame, cfg = _setup()
+    batch = frame.batch(slice(0, 32))
+    out = model(batch)
+    assert out.logits.shape == (32, len(cfg.tasks))
+    assert out.watch is not None and out.watch.shape == (32,) and bool((out.watch >= 0).all())
+    assert out.loss is not None and out.loss.ndim == 0
+    batch.labels = None
+    model.eval()
+    assert model(batch).loss is None
+
+
+def test_training_reduces_loss() -> None:
+    torch.manual_seed(0)
+    model, frame, _ = _setup(1500)
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("embeddings")], lr=5e-3)
+    batch = frame.batch(slice(0, 512))
+    first = None
+    for _ in range(40):
+        out = model(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        first = first if first is not None else float(out.loss.detach())
+    assert float(out.loss) < 0.8 * first
+
+
+def test_embedding_rows_update_in_backward() -> None:
+    model, frame, _ = _setup()
+    batch = frame.batch(slice(0, 64))
+    model(batch).loss.backward()  # the first pass admits the batch's ids (new rows)
+    tensors_before = {k: v.clone() for k, v in model.embeddings.state()[0].items()}
+    model(batch).loss.backward()
+    tensors_after, _ = model.embeddings.state()
+    changed = [k for k in tensors_after if k in tensors_before and tensors_before[k].shape == tensors_after[k].shape
+               and not torch.equal(tensors_before[k], tensors_after[k])]  # fmt: skip
+    assert changed, "no embedding row changed after backward"
+
+
+def test_target_attention_ignores_padding() -> None:
+    att = TargetAttention(4)
+    q, keys = torch.randn(2, 4), torch.randn(2, 3, 4)
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    out1 = att(q, keys, mask)
+    keys2 = keys.clone()
+    keys2[0, 2] = 100.0
+    keys2[1] = -50.0
+    out2 = att(q, keys2, mask)
+    torch.testing.assert_close(out1, out2)
+    assert torch.all(out1[1] == 0)
+
+
+def test_cross_net_keeps_width() -> None:
+    x = torch.randn(5, 12)
+    assert CrossNetV2(12, 3, 4)(x).shape == (5, 12)
+
+
+def test_score_fusion_is_monotone_in_each_task() -> None:
+    fusion = ScoreFusion()
+    p = {t: torch.full((3,), 0.3) for t in fusion.weights}
+    base = fusion(p, torch.zeros(3))
+    for t in fusion.weights:
+        bumped = dict(p)
+        bumped[t] = torch.full((3,), 0.6)
+        assert bool((fusion(bumped, torch.zeros(3)) > base).all()), t
+    assert bool((fusion(p, torch.ones(3)) > base).all())
+
+
+@pytest.mark.parametrize("cls", [c for _, c in inspect.getmembers(ranker_module, inspect.isclass)
+                                 if issubclass(c, torch.nn.Module) and c.__module__ == ranker_module.__name__])  # fmt: skip
+def test_constructors_take_at_most_five_arguments(cls: type) -> None:
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    assert len(params) <= 5, (cls.__name__, params)
+
+
+def test_predictions_are_probabilities() -> None:
+    model, frame, _ = _setup()
+    model.eval()
+    with torch.no_grad():
+        p = model(frame.batch(slice(0, 100))).probabilities()
+    assert bool(((p >= 0) & (p <= 1)).all())
+    assert np.isfinite(p.numpy()).all()
+    assert isinstance(model, Ranker)
