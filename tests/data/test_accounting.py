@@ -38,3 +38,13 @@ def test_no_dead_letters_no_file(kuairand_dir: Path, now_ms: int, tmp_path: Path
     assert write_dead_letters(data, tmp_path) is None
     assert not (tmp_path / DEAD_LETTER_FILE).exists()
     assert "dead-lettered" in render(summary(data))
+
+
+def test_share_never_rounds_a_few_dead_rows_away(kuairand_dir: Path, now_ms: int) -> None:
+    from tests.data.datafiles import log_row
+
+    rows = [log_row(1, 10, 20220425, 9) for _ in range(20_001)]
+    rows[7]["play_time_ms"] = -1
+    write_csv_rows(next(kuairand_dir.glob("log_standard_*.csv")), rows)
+    text = render(summary(load_kuairand(kuairand_dir, now_ms=now_ms)))
+    assert ">99.99%" in text and "<0.01%" in text

@@ -23,7 +23,11 @@ def summary(data: Interactions, title: str | None = None) -> Table:
     table.add_column("share of rows in", justify="right")
 
     def share(n: int) -> str:
-        return f"{100.0 * n / data.rows_in:.2f}%" if data.rows_in else "-"
+        if not data.rows_in:
+            return "-"
+        if 0 < n < data.rows_in and not 0.01 <= 100.0 * n / data.rows_in <= 99.99:
+            return "<0.01%" if n < data.rows_in / 2 else ">99.99%"  # never round to 0 or 100
+        return f"{100.0 * n / data.rows_in:.2f}%"
 
     if data.rows_outside_dates:
         table.add_row("outside --start/--end", f"{data.rows_outside_dates:,}", "")
