@@ -16,8 +16,9 @@ The `date` column (YYYYMMDD, Beijing time) drives --start/--end and a per-row sa
 time_ms must lie within [UTC midnight of `date` - 14 h, + 38 h) (any time zone), else the
 row is dead-lettered as timestamp_out_of_range; an impossible `date` is `bad_date`.
 Other official columns (profile_stay_time, is_rand, ...) are not used but are kept in the
-dead-letter rows. Note: in KuaiRand-Pure `hourmin` is the hour of the log's own clock; for
-about a sixth of the rows it is one hour later than the Beijing hour of `time_ms`.
+dead-letter rows. Observed in KuaiRand-Pure (kept as logged): `hourmin // 100` is one hour
+later than the Beijing (UTC+8) hour of `time_ms` on about 17% of rows, and about 1% of rows
+carry a `date` one day after the Beijing date of `time_ms` (up to ~2 h before midnight).
 
 Items (ITEM_SCHEMA + extras) from video_features_basic:
     item_id <- video_id, author_id, duration_ms <- video_duration (null -> 0 = unknown),
