@@ -353,6 +353,9 @@ def adam_update(
     """Lazy Adam: moments and bias correction per row, counted in the row's own steps."""
     b1 = np.float32(beta1)
     b2 = np.float32(beta2)
+    # 1 - beta in float64 first: float32(1) - float32(0.999) is off by 1e-5 relative.
+    ob1 = np.float32(1.0 - beta1)
+    ob2 = np.float32(1.0 - beta2)
     for u in range(uniq.shape[0]):
         r = uniq[u]
         if r <= 0:
@@ -364,8 +367,8 @@ def adam_update(
         step = np.float32(lr) * c2 / c1
         for j in range(weight.shape[1]):
             g = gsum[u, j]
-            mj = b1 * m[r, j] + (np.float32(1.0) - b1) * g
-            vj = b2 * v[r, j] + (np.float32(1.0) - b2) * g * g
+            mj = b1 * m[r, j] + ob1 * g
+            vj = b2 * v[r, j] + ob2 * g * g
             m[r, j] = mj
             v[r, j] = vj
             weight[r, j] -= step * mj / (np.float32(math.sqrt(vj)) + np.float32(eps) * c2)

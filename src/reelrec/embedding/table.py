@@ -121,6 +121,9 @@ class DynamicEmbedding:
         emb.sum().backward()                            # fused row-wise update of rows 1, 2
     """
 
+    # False runs the portable torch path on CPU too (tests use it to check that path).
+    numba_on_cpu: bool = True
+
     def __init__(
         self,
         config: EmbeddingTableConfig,
@@ -135,6 +138,8 @@ class DynamicEmbedding:
         self.training = True
         self.requires_update = True
         self._on_cpu = self.device.type == "cpu"
+        # numba kernels on CPU; the portable torch path (index_select / index_add_) elsewhere.
+        self._numba = self._on_cpu and self.numba_on_cpu
         # int32 row numbers on accelerators (int64 indexing is a slow path on Ascend).
         self._index_dtype = torch.int64 if self._on_cpu else torch.int32
         self._reset()
@@ -333,7 +338,7 @@ class DynamicEmbedding:
         m["last_seen"][rows] = self._now_ms
         m["last_tick"][rows] = self._tick
         m["count"][rows] = 0
-        if self._on_cpu:  # write the start values in place
+        if self._numba:  # write the start values in place
             K.init_rows(new_ids, rows, cfg.seed, float(cfg.init_std), self.weight.numpy())
         else:
             init = np.empty((n, cfg.dim), dtype=np.float32)
@@ -443,8 +448,8 @@ class DynamicEmbedding:
         u = K.dedup_rows(rows, self._mark, np.int64(self._gen), self._pos, uniq, inverse)
         uniq = uniq[:u]
         rows_t = self._rows_t(rows)
-        inverse_t = None if self._on_cpu else self._rows_t(inverse)
-        if not self._on_cpu:
+        inverse_t = None if self._numba else self._rows_t(inverse)
+        if not self._numba:
             for s in segments:
                 if s.out_idx is not None:
                     s.out_idx_t = self._rows_t(s.out_idx)
@@ -466,7 +471,7 @@ class DynamicEmbedding:
         outs = []
         dim = self.config.dim
         for s in plan.segments:
-            if self._on_cpu and s.bag is not None and s.bag > 0:
+            if self._numba and s.bag is not None and s.bag > 0:
                 out_np = np.empty((s.n_out, dim), dtype=np.float32)
                 K.pool_sum_fixed(self.weight.numpy(), plan.rows[s.start : s.stop], s.bag, out_np)
                 out = torch.from_numpy(out_np)
@@ -475,10 +480,10 @@ class DynamicEmbedding:
                 if s.bag is not None and s.bag > 0:
                     out = emb.view(s.n_out, s.bag, dim).sum(1)
                 else:
-                    idx = torch.from_numpy(s.out_idx) if self._on_cpu else s.out_idx_t
+                    idx = torch.from_numpy(s.out_idx) if self._numba else s.out_idx_t
                     out = emb.new_zeros(s.n_out, dim).index_add_(0, idx, emb)
             if s.scale is not None:
-                scale = torch.from_numpy(s.scale) if self._on_cpu else s.scale_t
+                scale = torch.from_numpy(s.scale) if self._numba else s.scale_t
                 out = out * scale.unsqueeze(1)
             outs.append(out)
         return outs
@@ -518,7 +523,7 @@ class DynamicEmbedding:
             same = self._live[uniq] & (self._meta["row_id"][uniq] == plan.uniq_ids)
             uniq = np.where(same, uniq, 0)
         dim = self.config.dim
-        if self._on_cpu:
+        if self._numba:
             gsum_np = np.zeros((uniq.shape[0], dim), dtype=np.float32)
             for s, g in zip(plan.segments, grads, strict=True):
                 if g is None:
