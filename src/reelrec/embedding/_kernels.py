@@ -14,12 +14,14 @@ with the murmur3/splitmix64 finaliser, so sequential ids spread evenly.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 EMPTY = -1
 TOMB = -2
+Int = int | np.int64  # scalar arguments: numba takes either
 # Reassociation lets LLVM vectorise the row reductions (row-wise Adagrad's mean of g^2);
 # NaN/inf semantics are kept (no "fast" flag set).
 _FAST = {"reassoc", "contract", "nsz"}
@@ -43,7 +45,7 @@ def mix64(x: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def uniform3(seed: np.uint64, a: np.int64, b: np.int64) -> float:
+def uniform3(seed: np.uint64, a: Int, b: Int) -> float:
     """Counter-based uniform in (0, 1) from (seed, a, b): no state to save but the seed."""
     x = mix64(seed ^ mix64(np.uint64(a) + _GOLDEN) ^ mix64(np.uint64(b) * _GOLDEN + _M1))
     return ((x >> _S11) + np.uint64(1)) * (1.0 / 9007199254740994.0)
@@ -53,7 +55,7 @@ def uniform3(seed: np.uint64, a: np.int64, b: np.int64) -> float:
 # hash map
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def hm_lookup(slots: np.ndarray, mask: np.int64, ids: np.ndarray, out: np.ndarray) -> int:
+def hm_lookup(slots: np.ndarray, mask: Int, ids: np.ndarray, out: np.ndarray) -> int:
     """out[i] = row of ids[i], or -1; returns the number of misses."""
     misses = 0
     for i in range(ids.shape[0]):
@@ -73,7 +75,7 @@ def hm_lookup(slots: np.ndarray, mask: np.int64, ids: np.ndarray, out: np.ndarra
 
 
 @njit(cache=True, nogil=True)
-def hm_insert(slots: np.ndarray, mask: np.int64, ids: np.ndarray, rows: np.ndarray) -> tuple:
+def hm_insert(slots: np.ndarray, mask: Int, ids: np.ndarray, rows: np.ndarray) -> tuple[Any, ...]:
     """Upsert ids[i] -> rows[i]; returns (new keys, tombstones reused)."""
     new = 0
     reused = 0
@@ -85,7 +87,7 @@ def hm_insert(slots: np.ndarray, mask: np.int64, ids: np.ndarray, rows: np.ndarr
             v = slots[2 * h + 1]
             if v == EMPTY:
                 if tomb >= 0:
-                    h = tomb
+                    h = tomb  # type: ignore[assignment]
                     reused += 1
                 slots[2 * h] = k
                 slots[2 * h + 1] = rows[i]
@@ -93,7 +95,7 @@ def hm_insert(slots: np.ndarray, mask: np.int64, ids: np.ndarray, rows: np.ndarr
                 break
             if v == TOMB:
                 if tomb < 0:
-                    tomb = h
+                    tomb = h  # type: ignore[assignment]
             elif slots[2 * h] == k:
                 slots[2 * h + 1] = rows[i]
                 break
@@ -102,7 +104,7 @@ def hm_insert(slots: np.ndarray, mask: np.int64, ids: np.ndarray, rows: np.ndarr
 
 
 @njit(cache=True, nogil=True)
-def hm_delete(slots: np.ndarray, mask: np.int64, ids: np.ndarray, out: np.ndarray) -> int:
+def hm_delete(slots: np.ndarray, mask: Int, ids: np.ndarray, out: np.ndarray) -> int:
     """Remove ids; out[i] = the row it had, or -1. Returns the number removed."""
     removed = 0
     for i in range(ids.shape[0]):
@@ -141,7 +143,7 @@ def hm_items(slots: np.ndarray, keys: np.ndarray, vals: np.ndarray) -> int:
 def dedup_rows(
     rows: np.ndarray,
     mark: np.ndarray,
-    gen: np.int64,
+    gen: Int,
     pos: np.ndarray,
     uniq: np.ndarray,
     inverse: np.ndarray,
@@ -166,8 +168,8 @@ def dedup_rows(
 @njit(cache=True, nogil=True)
 def touch_rows(
     rows: np.ndarray,
-    now_ms: np.int64,
-    tick: np.int64,
+    now_ms: Int,
+    tick: Int,
     last_seen: np.ndarray,
     last_tick: np.ndarray,
     count: np.ndarray,
@@ -183,7 +185,7 @@ def touch_rows(
 
 
 @njit(cache=True, nogil=True)
-def first_occurrence(ids: np.ndarray, scratch: np.ndarray, mask: np.int64) -> tuple:
+def first_occurrence(ids: np.ndarray, scratch: np.ndarray, mask: Int) -> tuple[Any, ...]:
     """Distinct ids in first-occurrence order and their counts, via a scratch hash map."""
     n = ids.shape[0]
     uniq = np.empty(n, np.int64)
@@ -234,16 +236,14 @@ def sketch_add(sketch: np.ndarray, ids: np.ndarray, counts: np.ndarray, est: np.
 
 
 @njit(cache=True, nogil=True)
-def admit_draws(ids: np.ndarray, seed: np.int64, counter: np.int64, out: np.ndarray) -> None:
+def admit_draws(ids: np.ndarray, seed: Int, counter: Int, out: np.ndarray) -> None:
     s = mix64(np.uint64(seed) + _M2)
     for i in range(ids.shape[0]):
         out[i] = uniform3(s, ids[i], counter)
 
 
 @njit(cache=True, nogil=True)
-def init_rows(
-    ids: np.ndarray, rows: np.ndarray, seed: np.int64, std: float, out: np.ndarray
-) -> None:
+def init_rows(ids: np.ndarray, rows: np.ndarray, seed: Int, std: float, out: np.ndarray) -> None:
     """out[rows[i]] ~ uniform(-sqrt(3) std, sqrt(3) std) (so its std is `std`), float32, from a
     hash of (seed, ids[i], column pair): two values per 64-bit hash, no transcendental calls,
     so inserting a burst of new ids stays cheap."""
@@ -267,7 +267,7 @@ def init_rows(
 # CPU fast path: forward pooling and fused backward + update
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: np.int64, out: np.ndarray) -> None:
+def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: Int, out: np.ndarray) -> None:
     """out[b] = sum of weight[rows[b*bag + l]] for l < bag (every bag has `bag` ids)."""
     dim = weight.shape[1]
     for b in range(out.shape[0]):
@@ -280,9 +280,7 @@ def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: np.int64, out: np.
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def accum_grad_fixed(
-    grad: np.ndarray, bag: np.int64, inverse: np.ndarray, gsum: np.ndarray
-) -> None:
+def accum_grad_fixed(grad: np.ndarray, bag: Int, inverse: np.ndarray, gsum: np.ndarray) -> None:
     """gsum[inverse[t]] += grad[t // bag]: duplicate rows summed (fixed-length bags)."""
     dim = grad.shape[1]
     for t in range(inverse.shape[0]):

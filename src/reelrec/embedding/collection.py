@@ -194,9 +194,9 @@ class EmbeddingCollection(nn.Module):
             )
         groups: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
         for feature in kj.keys():  # noqa: SIM118 (KeyedJagged has no __iter__)
-            table = self.table_of(feature).config.name
+            name = self.table_of(feature).config.name
             vals, lengths = _host(kj[feature], feature)
-            groups.setdefault(table, []).append((feature, vals, lengths))
+            groups.setdefault(name, []).append((feature, vals, lengths))
         out: dict[str, Tensor] = {}
         for table_name, feats in groups.items():
             table = self.tables[table_name]

@@ -106,7 +106,7 @@ class EmbeddingTableConfig:
         try:
             return kind(value)
         except ValueError:
-            choices = ", ".join(str(m.value) for m in kind)  # type: ignore[attr-defined]
+            choices = ", ".join(str(m.value) for m in kind)
             self._fail(field, value, f"one of {choices}")
 
     def _check_int(self, field: str, low: int) -> None:

@@ -481,9 +481,11 @@ class DynamicEmbedding:
                     out = emb.view(s.n_out, s.bag, dim).sum(1)
                 else:
                     idx = torch.from_numpy(s.out_idx) if self._numba else s.out_idx_t
+                    assert idx is not None  # plan() sets it for indexed segments
                     out = emb.new_zeros(s.n_out, dim).index_add_(0, idx, emb)
             if s.scale is not None:
                 scale = torch.from_numpy(s.scale) if self._numba else s.scale_t
+                assert scale is not None
                 out = out * scale.unsqueeze(1)
             outs.append(out)
         return outs
@@ -494,7 +496,7 @@ class DynamicEmbedding:
         if self.training and self.requires_update and torch.is_grad_enabled():
             if anchor is None:
                 anchor = torch.zeros((), requires_grad=True)
-            return list(_FusedLookup.apply(anchor, self, plan))
+            return list(_FusedLookup.apply(anchor, self, plan))  # type: ignore[no-untyped-call]
         with torch.no_grad():
             return self.pool(plan)
 
@@ -538,6 +540,7 @@ class DynamicEmbedding:
                 if s.bag is not None and s.bag > 0:
                     K.accum_grad_fixed(g_np, s.bag, inv, gsum_np)
                 else:
+                    assert s.out_idx is not None
                     ones = np.ones(s.n_out, dtype=np.float32)
                     K.accum_grad_indexed(g_np, s.out_idx, ones, inv, gsum_np)
             self._update_cpu(uniq, gsum_np)
@@ -552,7 +555,9 @@ class DynamicEmbedding:
                 if s.bag is not None and s.bag > 0:
                     per_id = g.repeat_interleave(s.bag, dim=0)
                 else:
+                    assert s.out_idx_t is not None
                     per_id = g.index_select(0, s.out_idx_t)
+                assert plan.inverse_t is not None
                 gsum.index_add_(0, plan.inverse_t[s.start : s.stop], per_id)
             self._update_torch(uniq, gsum)
         version = self._bump()
@@ -822,7 +827,7 @@ class DynamicEmbedding:
         opt_bytes = sum(t.numel() * t.element_size() for t in self._opt.values())
         host = sum(a.nbytes for a in self._meta.values()) + self._live.nbytes
         host += self._mark.nbytes + self._pos.nbytes + self._free.nbytes
-        report = {
+        report: dict[str, Any] = {
             "table": self.config.name,
             "rows_in_use": self.num_rows,
             "capacity_rows": self._capacity,
@@ -834,7 +839,7 @@ class DynamicEmbedding:
             "bytes_per_row": self.bytes_per_row(),
         }
         report["total_bytes"] = sum(
-            report[k]
+            int(report[k])
             for k in (
                 "weight_bytes",
                 "optimizer_bytes",
@@ -874,7 +879,7 @@ class _FusedLookup(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, anchor: Tensor, table: DynamicEmbedding, plan: LookupPlan
     ) -> tuple[Tensor, ...]:
         ctx.table = table
@@ -883,6 +888,6 @@ class _FusedLookup(torch.autograd.Function):
         return tuple(table.pool(plan))
 
     @staticmethod
-    def backward(ctx: Any, *grads: Tensor | None) -> tuple[None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[None, None, None]:
         ctx.table.apply_gradients(ctx.plan, grads)
         return None, None, None
