@@ -136,3 +136,27 @@ def test_sort_order_matches_python_sort_with_ties(keys: list[tuple[int, int, int
     got = table if order is None else table.take(order)
     expected = sorted(range(len(keys)), key=lambda r: keys[r])  # Python's sort is stable
     assert got["row"].to_pylist() == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 3))
+def test_sort_order_nearly_sorted_log_with_ties(seed: int, descents: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 500
+    ts = np.sort(rng.integers(0, 60, n))  # time-ordered with many ties...
+    for _ in range(descents):  # ...and a few rows out of place (under 1%)
+        i = rng.integers(0, n)
+        ts[i] = max(0, ts[i] - 5)
+    keys = list(zip(ts.tolist(), rng.integers(0, 4, n).tolist(), rng.integers(0, 4, n).tolist(),
+                    strict=True))  # fmt: skip
+    table = pa.table(
+        {
+            "timestamp_ms": pa.array([k[0] for k in keys], pa.int64()),
+            "user_id": pa.array([k[1] for k in keys], pa.int64()),
+            "item_id": pa.array([k[2] for k in keys], pa.int64()),
+            "row": pa.array(range(n), pa.int64()),
+        }
+    )
+    order = sort_order(table)
+    got = table if order is None else table.take(order)
+    assert got["row"].to_pylist() == sorted(range(n), key=lambda r: keys[r])

@@ -152,8 +152,12 @@ def sort_order(events: pa.Table) -> np.ndarray | None:
 
     Logs are nearly sorted by time, so a stable argsort of the timestamps is cheap
     (timsort); only rows that share a timestamp are then ordered by (user_id, item_id).
+    A log far from time order goes to Arrow's (stable) multi-key sort directly.
     """
     ts = events["timestamp_ms"].to_numpy()
+    if np.count_nonzero(ts[1:] < ts[:-1]) > len(ts) // 100:  # far from time order
+        by = [("timestamp_ms", "ascending"), ("user_id", "ascending"), ("item_id", "ascending")]
+        return np.asarray(pc.sort_indices(events, sort_keys=by).to_numpy())
     order = np.argsort(ts, kind="stable")
     s = ts[order]
     tie = s[1:] == s[:-1]
@@ -164,7 +168,9 @@ def sort_order(events: pa.Table) -> np.ndarray | None:
         pos = np.flatnonzero(in_tie)
         sub = order[pos]
         uid, iid = events["user_id"].to_numpy(), events["item_id"].to_numpy()
-        order[pos] = sub[np.lexsort((iid[sub], uid[sub], s[pos]))]
+        keys = pa.table({"t": s[pos], "u": uid[sub], "i": iid[sub]})
+        by = [("t", "ascending"), ("u", "ascending"), ("i", "ascending")]
+        order[pos] = sub[pc.sort_indices(keys, sort_keys=by).to_numpy()]  # stable
     if (order[1:] > order[:-1]).all():
         return None
     return order
