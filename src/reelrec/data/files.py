@@ -29,7 +29,6 @@ import pyarrow.parquet as pq
 
 from reelrec.errors import DataError
 
-TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".data", ".item", ".user")
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
