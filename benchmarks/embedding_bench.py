@@ -88,7 +88,9 @@ def reelrec_inputs(w: Workload, batches: list[np.ndarray]) -> list[KeyedJagged]:
 def reelrec_step(ec: EmbeddingCollection, inputs: list[KeyedJagged]) -> Callable[[int], None]:
     def step(i: int) -> None:
         out = ec(inputs[i % len(inputs)])
-        loss = torch.stack([o.sum() for o in out.values()]).sum()
+        # (B, tables * D) like TorchRec's KeyedTensor.values(), then one sum: the same loss
+        # graph for both (TorchRec concatenates inside its forward).
+        loss = torch.cat(list(out.values()), dim=1).sum()
         loss.backward()
 
     return step
@@ -203,7 +205,7 @@ def profile_reelrec(w: Workload, batches: list[np.ndarray], steps: int) -> dict[
             for table, p in zip(ec.tables.values(), plans, strict=True)
         ]
         t2 = time.perf_counter()
-        loss = torch.stack([o.sum() for o in outs]).sum()
+        loss = torch.cat(outs, dim=1).sum()
         t3 = time.perf_counter()
         loss.backward()
         t4 = time.perf_counter()
@@ -214,12 +216,31 @@ def profile_reelrec(w: Workload, batches: list[np.ndarray], steps: int) -> dict[
 
 
 # ---------------------------------------------------------------------------------------
+def results_table(title: str, names: list[str], runs: dict[str, list[float]], batch: int) -> Table:
+    best = {n: max(runs[n]) for n in names}
+    table = Table(title=title)
+    for col in ("system", "best ex/s", "median ex/s", "ms/step (best)", "best / torchrec"):
+        table.add_column(col, justify="right" if col != "system" else "left")
+    for n in names:
+        ratio = f"{best[n] / best['torchrec']:.2f}x" if "torchrec" in best else "n/a"
+        med = statistics.median(runs[n])
+        table.add_row(n, f"{best[n]:,.0f}", f"{med:,.0f}", f"{batch / best[n] * 1e3:.1f}", ratio)
+    return table
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per system")
-    p.add_argument("--steps", type=int, default=30, help="timed steps per round")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch.set_num_threads settings to run (each system is reported at each, and\n"
+        "examples_per_s in the JSON is each system's best over them)",
+    )
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--num-ids", type=int, default=500_000)
     p.add_argument("--tables", type=int, default=8)
@@ -227,8 +248,6 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="also print the reelrec step breakdown")
     p.add_argument("--json", type=str, default=None, help="write results to this file")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     w = Workload(tables=args.tables, num_ids=args.num_ids, batch=args.batch)
     batches = w.batches()
     systems: dict[str, Callable[[Workload, list[np.ndarray], int, int], float]] = {
@@ -241,51 +260,56 @@ def main() -> None:
     reason = torchrec_available()
     if reason is not None:
         skipped["torchrec"] = reason
+        console.print(f"[yellow]torchrec row skipped:[/] {reason}")
     names = [n for n in systems if (args.only is None or n in args.only) and n not in skipped]
-    runs: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(args.rounds):  # interleave systems so background load hits all alike
-        for name in names:
-            secs = systems[name](w, batches, args.warmup, args.steps)
-            runs[name].append(args.steps * w.batch / secs)
-            console.log(f"round {r + 1}: {name} {runs[name][-1]:,.0f} examples/s")
-    best = {n: max(v) for n, v in runs.items()}
-    median = {n: statistics.median(v) for n, v in runs.items()}
+    by_threads: dict[int, dict[str, list[float]]] = {}
+    profiles: dict[int, dict[str, float]] = {}
+    shape = f"{w.tables} tables x {w.num_ids:,} ids, dim {w.dim}, batch {w.batch}, {w.bag} ids/bag"
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        runs: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(args.rounds):  # interleave systems so background load hits all alike
+            for name in names:
+                secs = systems[name](w, batches, args.warmup, args.steps)
+                runs[name].append(args.steps * w.batch / secs)
+                console.log(f"{threads} thr, round {r + 1}: {name} {runs[name][-1]:,.0f} ex/s")
+        by_threads[threads] = runs
+        console.print(results_table(f"{shape}, {threads} torch thread(s)", names, runs, w.batch))
+        if args.profile:
+            profiles[threads] = profile_reelrec(w, batches, args.steps)
+            pt = Table(title=f"reelrec step breakdown, prefilled, {threads} thread(s), ms/step")
+            pt.add_column("phase")
+            pt.add_column("ms", justify="right")
+            for k, v in profiles[threads].items():
+                pt.add_row(k, f"{v:.2f}")
+            pt.add_row("total", f"{sum(profiles[threads].values()):.2f}")
+            console.print(pt)
 
-    table = Table(
-        title=f"embedding training, {w.tables} tables x {w.num_ids:,} ids, dim {w.dim}, "
-        f"batch {w.batch}, {w.bag} ids/bag, {torch.get_num_threads()} torch threads"
-    )
-    for col in ("system", "best ex/s", "median ex/s", "ms/step (best)", "best / torchrec"):
-        table.add_column(col, justify="right" if col != "system" else "left")
-    for n in names:
-        ratio = f"{best[n] / best['torchrec']:.2f}x" if "torchrec" in best else "n/a"
-        table.add_row(
-            n, f"{best[n]:,.0f}", f"{median[n]:,.0f}", f"{w.batch / best[n] * 1e3:.1f}", ratio
-        )
+    # Each system at its best thread setting.
+    overall = {n: [x for runs in by_threads.values() for x in runs[n]] for n in names}
+    best = {n: max(v) for n, v in overall.items()}
+    best_threads = {n: max(by_threads, key=lambda t, n=n: max(by_threads[t][n])) for n in names}
+    console.print(results_table(f"{shape}, each at its best thread count", names, overall, w.batch))
     for n, why in skipped.items():
-        table.add_row(n, "skipped", why, "", "")
-    console.print(table)
+        console.print(f"{n}: skipped ({why})")
 
     result: dict[str, object] = {
         "examples_per_s": best,
-        "examples_per_s_median": median,
-        "runs": runs,
+        "best_threads": best_threads,
+        "examples_per_s_by_threads": {
+            str(t): {
+                n: {"best": max(v), "median": statistics.median(v), "runs": v}
+                for n, v in runs.items()
+            }
+            for t, runs in by_threads.items()
+        },
         "skipped": skipped,
         "workload": w.__dict__ | {"steps": args.steps, "rounds": args.rounds},
-        "torch_threads": torch.get_num_threads(),
     }
     if "torchrec" in best:
         result["ratio_vs_torchrec"] = {n: best[n] / best["torchrec"] for n in best}
-    if args.profile:
-        phases = profile_reelrec(w, batches, args.steps)
-        pt = Table(title="reelrec step breakdown (prefilled, ms per step)")
-        pt.add_column("phase")
-        pt.add_column("ms", justify="right")
-        for k, v in phases.items():
-            pt.add_row(k, f"{v:.2f}")
-        pt.add_row("total", f"{sum(phases.values()):.2f}")
-        console.print(pt)
-        result["profile_ms"] = phases
+    if profiles:
+        result["profile_ms"] = {str(t): v for t, v in profiles.items()}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -233,6 +233,18 @@ def test_delta_reproduces_rows_on_another_table() -> None:
     assert trainer.export_delta(trainer.version) != trainer.export_delta(0)
 
 
+def test_forget_evictions_trims_the_log_only_up_to_a_version() -> None:
+    t = table()
+    t.lookup(torch.tensor([1, 2, 3]))
+    t.evict(torch.tensor([1]))
+    v = t.version
+    t.evict(torch.tensor([2]))
+    assert t.forget_evictions(v) == 1
+    from safetensors.torch import load
+
+    assert load(t.export_delta(0))["evicted"].tolist() == [2]
+
+
 def test_delta_for_another_table_fails() -> None:
     delta = table().export_delta(0)
     with pytest.raises(ConfigError, match="delta is for table"):

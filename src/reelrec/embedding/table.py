@@ -653,6 +653,18 @@ class DynamicEmbedding:
         tensors, meta = self.delta_tensors(since_version, with_optimizer)
         return st_save(tensors, metadata={"meta": json.dumps(meta)})
 
+    def forget_evictions(self, up_to_version: int) -> int:
+        """Drop the eviction log up to a version every consumer has synced past.
+
+        The log (id -> version of its eviction) is what lets export_delta tell a server to
+        drop an id; it holds one entry per evicted id and is only trimmed by this call.
+        Returns the entries dropped.
+        """
+        ids, versions = self._tombstones.items()
+        old = ids[versions <= up_to_version]
+        self._tombstones.delete(old)
+        return int(old.size)
+
     def apply_delta(self, data: bytes) -> int:
         """Apply another table's export_delta: evictions first, then upserts of rows.
 
