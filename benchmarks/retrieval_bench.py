@@ -81,7 +81,7 @@ def show(rows: list[dict[str, Any]], users: int) -> None:
     for r in rows:
         seed = "" if r["seed"] is None else str(r["seed"])
         table.add_row(r["retriever"], seed, *(f"{r[c]:.4f}" for c in COLUMNS), str(r["fit_s"]))
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 def main() -> None:

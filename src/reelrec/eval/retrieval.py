@@ -92,7 +92,8 @@ class EvalSplit:
 def _column(table: pa.Table, name: str, where: str) -> np.ndarray:
     if name not in table.column_names:
         raise DataError(where, "column is missing", column=name)
-    return table.column(name).to_numpy().astype(np.int64)
+    out: np.ndarray = table.column(name).to_numpy().astype(np.int64)
+    return out
 
 
 def _grouped(users: np.ndarray, items: np.ndarray, order_key: np.ndarray) -> dict[int, np.ndarray]:

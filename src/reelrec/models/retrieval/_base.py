@@ -29,7 +29,8 @@ def check_table(table: pa.Table, schema: pa.Schema, where: str) -> None:
 
 
 def column(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).to_numpy().astype(np.int64)
+    out: np.ndarray = table.column(name).to_numpy().astype(np.int64)
+    return out
 
 
 def positives(events: pa.Table, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +116,8 @@ class BaseRetriever:
     def retrieve(self, user: UserContext, k: int) -> np.ndarray:
         """Up to k item ids (int64), best first. Never raises for an unknown user."""
         row = self.retrieve_many(np.array([user.user_id]), [user.history], user.now_ms, k)[0]
-        return row[row >= 0]
+        kept: np.ndarray = row[row >= 0]
+        return kept
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, JSON-able meta) for a safetensors file; `from_state` rebuilds."""

@@ -86,7 +86,8 @@ class BlendRetriever:
 
     def retrieve(self, user: UserContext, k: int) -> np.ndarray:
         row = self.retrieve_many(np.array([user.user_id]), [user.history], user.now_ms, k)[0]
-        return row[row >= 0]
+        kept: np.ndarray = row[row >= 0]
+        return kept
 
 
 def blend(

@@ -147,7 +147,7 @@ class TrendingRetriever(BaseRetriever):
         weights = np.concatenate([old, self._decay(ref - ts)])
         uniq, inv = np.unique(ids, return_inverse=True)
         self.item_ids_ = uniq
-        self.scores_ = np.bincount(inv, weights=weights, minlength=uniq.size)
+        self.scores_ = np.bincount(inv, weights=weights, minlength=uniq.size).astype(np.float64)
         self.ref_ms_ = ref
 
     def scores_at(self, now_ms: int) -> np.ndarray:

@@ -329,7 +329,8 @@ class TwoTowerRetriever(BaseRetriever):
         if self.use_user_id:
             parts.append(pooled["user_id"])
         profile = torch.cat(parts, dim=1)
-        return self.user_tower_(profile, items_seq, author_seq, mask, pooled["hist_tags"])
+        vec: Tensor = self.user_tower_(profile, items_seq, author_seq, mask, pooled["hist_tags"])
+        return vec
 
     def _item_vectors(self, pos: np.ndarray) -> Tensor:
         """Catalog positions (B,) -> (B, D)."""
@@ -339,7 +340,8 @@ class TwoTowerRetriever(BaseRetriever):
         out = self.embeddings_(KeyedJagged(kj), pooling="mean")
         content = self._fields("content", it.content[pos])  # (B, F_c E)
         names = ["item_id", "author", "tags"]
-        return self.item_tower_(torch.cat([out[n] for n in names] + [content], dim=1))
+        vec: Tensor = self.item_tower_(torch.cat([out[n] for n in names] + [content], dim=1))
+        return vec
 
     def _fields(self, feature: str, ids: np.ndarray) -> Tensor:
         """(B, F) hashed field ids -> (B, F * E) concatenated rows, one table lookup."""
@@ -409,7 +411,7 @@ class TwoTowerRetriever(BaseRetriever):
                     continue
                 loss = self._batch_loss(user[b], pos[b], hist[b], log_q_t, weight[b])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()  # also applies the tables' fused row-wise Adam
+                loss.backward()  # type: ignore[no-untyped-call]  # also applies the tables' fused row-wise Adam
                 opt.step()
                 total += float(loss.detach()) * b.size
                 n += b.size
@@ -469,7 +471,8 @@ class TwoTowerRetriever(BaseRetriever):
 
     def _score(self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int) -> np.ndarray:
         """(U, N) cosine scores (the brute-force path, for blends and tests)."""
-        return self.user_vectors(user_ids, histories) @ self.item_vectors_.T
+        scores: np.ndarray = self.user_vectors(user_ids, histories) @ self.item_vectors_.T
+        return scores
 
     def retrieve_many(
         self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int, k: int
