@@ -45,6 +45,9 @@ def run_server(
         events_db = DEFAULT_EVENTS_DB
         log.info("event log: %s (pass --events-db to choose)", events_db)
     settings = Settings(model=Path(model), events_db=Path(events_db))  # env: admin token etc.
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
         return

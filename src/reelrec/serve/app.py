@@ -46,11 +46,16 @@ def _field_name(loc: tuple[object, ...] | list[object]) -> str:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with the offending field named: {"message": "n: ...", "detail": [{field,...}]}."""
     assert isinstance(exc, RequestValidationError)
-    detail = [
-        {"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "")),
-         "type": str(e.get("type", ""))}
-        for e in exc.errors()
-    ]  # fmt: skip
+    detail = []
+    for e in exc.errors():
+        kind = str(e.get("type", ""))
+        message = str(e.get("msg", ""))
+        if kind == "json_invalid":  # loc is ("body", char position): name the body instead
+            field = "body"
+            message = f"{message} at character {e['loc'][-1]}: {e.get('ctx', {}).get('error', '')}"
+        else:
+            field = _field_name(e.get("loc", ()))
+        detail.append({"field": field, "message": message, "type": kind})
     first = detail[0] if detail else {"field": "request", "message": "invalid request"}
     more = f" (+{len(detail) - 1} more)" if len(detail) > 1 else ""
     return JSONResponse(
@@ -61,6 +66,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # Only FastAPI's body parsing raises 400 here (bytes that are not UTF-8 JSON): report
+        # it like every other malformed body, as a 422 naming the body.
+        message = f"body: {exc.detail} (expected a UTF-8 JSON object)"
+        detail = [{"field": "body", "message": message, "type": "body_unparsable"}]
+        return JSONResponse({"message": message, "detail": detail}, status_code=422)
     return JSONResponse(
         {"message": str(exc.detail), "detail": exc.detail},
         status_code=exc.status_code,
@@ -102,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime.events.closed:  # the app is being started again after a shutdown
+            runtime.events = EventLog(settings.events_db)
         first = runtime.holder.check_now()
         if first.refused and runtime.holder.store is None:
             # One model directory and it does not load: nothing to serve, fail loudly.
@@ -135,4 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` with several workers: settings from REELREC_* env."""
-    return create_app(Settings())  # type: ignore[call-arg]
+    import torch
+
+    settings = Settings()  # type: ignore[call-arg]
+    torch.set_num_threads(settings.torch_threads)
+    return create_app(settings)

@@ -113,6 +113,7 @@ class EventLog:
                 self.path, check_same_thread=False, isolation_level=None, timeout=30.0
             )
         self._lock = threading.Lock()
+        self.closed = False
         try:
             if not readonly:
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -125,6 +126,7 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            self.closed = True
 
     # ------------------------------------------------------------------ writing
     def append(self, events: Sequence[Event]) -> tuple[int, int] | None:

@@ -14,6 +14,17 @@ MAX_ID = 2**63 - 1
 UserId = Annotated[int, Field(ge=0, le=MAX_ID, description="raw 64-bit user id")]
 
 
+class FeedQuery(BaseModel):
+    """Query of `GET /v1/feed`. Unknown parameters are refused (a typo is not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    n: int = Field(default=20, ge=1, le=MAX_N, description="items on the page")
+    tab: int = Field(default=0, ge=0, lt=2**31, description="surface/tab")
+    debug: bool = Field(default=False, description="add per-task predictions")
+
+
 class FeedItem(BaseModel):
     """One item of a feed page."""
 

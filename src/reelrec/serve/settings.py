@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         default=None, description="bearer token for /admin/*; unset = admin disabled"
     )
     device: str = "cpu"
+    # Intra-op threads per server process. One: concurrent requests already use the cores,
+    # and small (K, d) matmuls gain little from splitting (applied by run_server only).
+    torch_threads: int = Field(default=1, ge=1, le=256)
 
     # Model store watching (hot swap).
     watch: bool = True

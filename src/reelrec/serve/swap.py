@@ -11,6 +11,7 @@ old one keeps serving.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -152,7 +153,7 @@ class ModelHolder:
                 return SwapResult(
                     False, self.current.version if self.current else None, f"{reason}: {e}"
                 )
-            served = Served(served.pipeline, served.version, served.path, served.loaded_at, pin)
+            served = dataclasses.replace(served, pin=pin)
             old, self.current = self.current, served  # the swap: one reference
             self._loaded_key = cand.key
             if old is not None and old.pin is not None and self.store is not None:
@@ -169,6 +170,10 @@ class ModelHolder:
         if self._thread is not None:
             return
         self._stop.clear()
+        current = self.current
+        if current is not None and self.store is not None and current.pin is None:
+            # Started again after stop(): pin the served version again.
+            self.current = dataclasses.replace(current, pin=self.store.pin(current.version))
 
         def loop() -> None:
             while not self._stop.wait(poll_interval_s):
@@ -182,5 +187,7 @@ class ModelHolder:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        if self.current is not None and self.current.pin is not None and self.store is not None:
-            self.store.unpin(self.current.pin)
+        current = self.current
+        if current is not None and current.pin is not None and self.store is not None:
+            self.store.unpin(current.pin)
+            self.current = dataclasses.replace(current, pin=None)

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Query
 from reelrec.serve.deps import MetricsDep, ServedDep, UsersDep
 from reelrec.serve.pipeline import FeedResult
 from reelrec.serve.schemas import (
-    MAX_ID,
-    MAX_N,
     CandidateCounts,
     ErrorResponse,
     FeedItem,
+    FeedQuery,
     FeedResponse,
     StageTimings,
 )
@@ -73,15 +72,12 @@ def get_feed(
     served: ServedDep,
     users: UsersDep,
     metrics: MetricsDep,
-    user_id: Annotated[int, Query(ge=0, le=MAX_ID, description="raw 64-bit user id")],
-    n: Annotated[int, Query(ge=1, le=MAX_N, description="items on the page")] = 20,
-    tab: Annotated[int, Query(ge=0, lt=2**31, description="surface/tab")] = 0,
-    debug: Annotated[bool, Query(description="add per-task predictions")] = False,
+    query: Annotated[FeedQuery, Query()],
 ) -> FeedResponse:
     """A feed page: retrieve, filter, rank and re-rank; unknown users get a cold-start page."""
     now_ms = int(time.time() * 1000)
-    snapshot = users.snapshot(user_id, now_ms)
-    result = served.pipeline.recommend(user_id, n, snapshot, now_ms, tab)
-    users.record_served(user_id, result.item_ids, now_ms)
+    snapshot = users.snapshot(query.user_id, now_ms)
+    result = served.pipeline.recommend(query.user_id, query.n, snapshot, now_ms, query.tab)
+    users.record_served(query.user_id, result.item_ids, now_ms)
     metrics.observe_feed(result.timings_s, result.counts, result.filtered)
-    return to_response(user_id, result, served, debug)
+    return to_response(query.user_id, result, served, query.debug)
