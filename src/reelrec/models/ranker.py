@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from reelrec.batch import Batch, KeyedJagged
+from reelrec.batch import Batch, Jagged, KeyedJagged
 
 
 class MLP(nn.Sequential):
@@ -47,20 +47,31 @@ class CrossNetV2(nn.Module):
 
 
 class TargetAttention(nn.Module):
-    """DIN-style attention of the candidate over the history: an MLP scores each
-    (query, key) pair from [q, k, q*k, q-k]; masked softmax; weighted sum of the keys."""
+    """DIN-style attention of the candidate over its history, computed on the jagged values.
+
+    An MLP scores each (query, key) pair from [q, k, q*k]; a softmax within each row's
+    history; the weighted sum of the keys. The first layer is split by input so the query
+    part is computed once per row, not once per history entry, and padding is never touched:
+    the cost follows the real history lengths, which are short for most users.
+    """
 
     def __init__(self, dim: int, hidden: int = 32) -> None:
         super().__init__()
-        self.score = nn.Sequential(nn.Linear(4 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.q_proj = nn.Linear(dim, hidden)
+        self.k_proj = nn.Linear(dim, hidden, bias=False)
+        self.qk_proj = nn.Linear(dim, hidden, bias=False)
+        self.out = nn.Linear(hidden, 1)
 
-    def forward(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
-        # query (B, D), keys (B, L, D), mask (B, L) -> (B, D)
-        q = query.unsqueeze(1).expand_as(keys)  # (B, L, D)
-        logits = self.score(torch.cat([q, keys, q * keys, q - keys], dim=-1)).squeeze(-1)  # (B, L)
-        logits = logits.masked_fill(~mask, -1e4)
-        weights = torch.softmax(logits, dim=1) * mask  # empty histories give zeros
-        return torch.bmm(weights.unsqueeze(1), keys).squeeze(1)
+    def forward(self, query: Tensor, keys: Tensor, row: Tensor) -> Tensor:
+        # query (B, D); keys (N, D) all rows' history entries; row (N,) their row in the batch
+        q = query.index_select(0, row)  # (N, D)
+        h = torch.relu(self.q_proj(query).index_select(0, row) + self.k_proj(keys) + self.qk_proj(q * keys))
+        logits = self.out(h).squeeze(-1)  # (N,)
+        # softmax within each row: a shift by the global max is exact and keeps exp() finite
+        weights = torch.exp(logits - logits.max().detach()) if logits.numel() else logits
+        denom = query.new_zeros(query.shape[0]).index_add(0, row, weights)  # (B,)
+        weights = weights / denom.index_select(0, row)
+        return query.new_zeros(query.shape).index_add(0, row, weights.unsqueeze(-1) * keys)  # (B, D)
 
 
 class MMoE(nn.Module):
@@ -91,9 +102,9 @@ class RankerConfig:
     embedding_dim: int = 16
     cross_layers: int = 2
     cross_rank: int = 32
-    deep_dims: list[int] = field(default_factory=lambda: [256, 128])
+    bottom_dim: int = 256  # shared bottom after the cross network, input of the experts
     n_experts: int = 4
-    expert_dims: list[int] = field(default_factory=lambda: [128, 64])
+    expert_dims: list[int] = field(default_factory=lambda: [64])
     tower_dim: int = 32
     dropout: float = 0.0
     # Loss weight per binary task; rare labels need no up-weighting with BCE.
@@ -122,6 +133,15 @@ class RankerOutput:
 SINGLE_ID_FEATURES = ("user_id", "item_id", "author_id", "music_id")
 
 
+def _one_per_bag(jagged: Jagged) -> Jagged:
+    """Every id its own bag of one, so sum pooling returns one row per id: (N, D)."""
+    return Jagged(jagged.values, torch.ones_like(jagged.values))
+
+
+def x_device(batch: Batch) -> torch.device:
+    return batch.dense.device
+
+
 class Ranker(nn.Module):
     """Multi-task ranker over one `Batch`. `embeddings` (an EmbeddingCollection) is built
     outside and handed in; it owns the id tables and updates its rows in the backward."""
@@ -134,9 +154,9 @@ class Ranker(nn.Module):
         self.attention = TargetAttention(2 * d)
         self.attn_proj = nn.Linear(2 * d, d)
         self.cross = CrossNetV2(c.input_width, c.cross_layers, c.cross_rank)
-        self.deep = MLP([c.input_width, *c.deep_dims], c.dropout)
+        self.bottom = MLP([c.input_width, c.bottom_dim], c.dropout)
         n_heads = len(c.tasks) + int(c.watch_task)
-        self.mmoe = MMoE(c.input_width + c.deep_dims[-1], c.n_experts, c.expert_dims, n_heads)
+        self.mmoe = MMoE(c.bottom_dim, c.n_experts, c.expert_dims, n_heads)
         self.towers = nn.ModuleList(
             nn.Sequential(nn.Linear(c.expert_dims[-1], c.tower_dim), nn.ReLU(), nn.Linear(c.tower_dim, 1))
             for _ in range(n_heads)
@@ -147,19 +167,20 @@ class Ranker(nn.Module):
         c, sp = self.config, batch.sparse
         single = self.embeddings(KeyedJagged({k: sp[k] for k in SINGLE_ID_FEATURES}), pooling="sum")
         tags = self.embeddings(KeyedJagged({"tags": sp["tags"]}), pooling="mean")["tags"]
-        fields, _ = self.embeddings.sequence("fields", sp["fields"], c.n_fields)  # (B, F, D)
-        hist_i, mask = self.embeddings.sequence("hist_item", sp["hist_item"], c.history_len)
-        hist_a, _ = self.embeddings.sequence("hist_author", sp["hist_author"], c.history_len)
+        # Fields and history entries as one-id bags: one row per id, no pooling work.
+        rows = self.embeddings(KeyedJagged({k: _one_per_bag(sp[k]) for k in ("fields", "hist_item", "hist_author")}))
+        fields = rows["fields"].view(len(batch), c.n_fields, -1)  # (B, F, D)
+        row = torch.repeat_interleave(torch.arange(len(batch)), sp["hist_item"].lengths).to(x_device(batch))
         query = torch.cat([single["item_id"], single["author_id"]], dim=-1)  # (B, 2D)
-        keys = torch.cat([hist_i, hist_a], dim=-1)  # (B, L, 2D)
-        interest = self.attn_proj(self.attention(query, keys, mask))  # (B, D)
+        keys = torch.cat([rows["hist_item"], rows["hist_author"]], dim=-1)  # (N, 2D)
+        interest = self.attn_proj(self.attention(query, keys, row))  # (B, D)
         parts = [single[k] for k in SINGLE_ID_FEATURES] + [tags, interest]
         x0 = torch.cat([*parts, fields.flatten(1), batch.dense], dim=1)  # (B, X)
         return x0
 
     def forward(self, batch: Batch) -> RankerOutput:
         x0 = self.features(batch)
-        h = torch.cat([self.cross(x0), self.deep(x0)], dim=1)
+        h = self.bottom(self.cross(x0))  # (B, bottom_dim)
         heads = [tower(z).squeeze(-1) for tower, z in zip(self.towers, self.mmoe(h), strict=True)]
         n_bin = len(self.config.tasks)
         logits = torch.stack(heads[:n_bin], dim=1) if n_bin else x0.new_zeros(len(batch), 0)
