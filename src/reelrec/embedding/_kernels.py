@@ -280,28 +280,53 @@ def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: Int, out: np.ndarr
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def accum_grad_fixed(grad: np.ndarray, bag: Int, inverse: np.ndarray, gsum: np.ndarray) -> None:
-    """gsum[inverse[t]] += grad[t // bag]: duplicate rows summed (fixed-length bags)."""
+def accum_grad_fixed(
+    grad: np.ndarray, bag: Int, inverse: np.ndarray, gsum: np.ndarray, nxt: Int
+) -> int:
+    """gsum[inverse[t]] += grad[t // bag]: duplicate rows summed (fixed-length bags).
+
+    Unique rows are numbered in first-occurrence order, so row u is first met when
+    u == nxt: it is assigned then instead of added, and gsum needs no zero fill (pass
+    nxt = len(gsum) for a zeroed gsum). Returns the new nxt.
+    """
     dim = grad.shape[1]
     for t in range(inverse.shape[0]):
         u = inverse[t]
         b = t // bag
-        for j in range(dim):
-            gsum[u, j] += grad[b, j]
+        if u == nxt:
+            for j in range(dim):
+                gsum[u, j] = grad[b, j]
+            nxt += 1
+        else:
+            for j in range(dim):
+                gsum[u, j] += grad[b, j]
+    return nxt
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def accum_grad_indexed(
-    grad: np.ndarray, out_idx: np.ndarray, scale: np.ndarray, inverse: np.ndarray, gsum: np.ndarray
-) -> None:
-    """gsum[inverse[t]] += scale[o] * grad[o] with o = out_idx[t] (ragged bags, mean, seq)."""
+    grad: np.ndarray,
+    out_idx: np.ndarray,
+    scale: np.ndarray,
+    inverse: np.ndarray,
+    gsum: np.ndarray,
+    nxt: Int,
+) -> int:
+    """gsum[inverse[t]] += scale[o] * grad[o] with o = out_idx[t] (ragged bags, mean, seq);
+    first occurrences assigned as in accum_grad_fixed. Returns the new nxt."""
     dim = grad.shape[1]
     for t in range(inverse.shape[0]):
         u = inverse[t]
         o = out_idx[t]
         s = scale[o]
-        for j in range(dim):
-            gsum[u, j] += grad[o, j] * s
+        if u == nxt:
+            for j in range(dim):
+                gsum[u, j] = grad[o, j] * s
+            nxt += 1
+        else:
+            for j in range(dim):
+                gsum[u, j] += grad[o, j] * s
+    return nxt
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)

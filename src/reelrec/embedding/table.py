@@ -39,6 +39,10 @@ from reelrec.store import read_file, read_manifest, write_model_dir
 STATE_FORMAT = "reelrec-embedding/1"
 DELTA_FORMAT = "reelrec-embedding-delta/1"
 _HOST_META = ("row_id", "last_seen", "last_tick", "count", "row_version")
+# Host metadata of a row is packed in one 64-byte record (one cache line): the columns above,
+# then the dedup scratch (mark, pos), then padding. A batch lookup touches each row's record
+# once instead of missing the cache in seven separate arrays.
+_META_COLS = (*_HOST_META, "mark", "pos", "_pad")
 _NEVER = np.iinfo(np.int64).min
 
 
@@ -169,10 +173,9 @@ class DynamicEmbedding:
         self._capacity = 0
         self.weight = torch.zeros(0, cfg.dim, device=self.device)
         self._opt: dict[str, Tensor] = {}
-        self._meta: dict[str, np.ndarray] = {}
+        self._rowmeta = np.zeros((0, len(_META_COLS)), dtype=np.int64)
+        self._meta: dict[str, np.ndarray] = {}  # column views of _rowmeta
         self._live = np.zeros(0, dtype=bool)
-        self._mark = np.zeros(0, dtype=np.int64)
-        self._pos = np.zeros(0, dtype=np.int64)
         self._grow(cap)
 
     def _opt_shapes(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -209,16 +212,15 @@ class DynamicEmbedding:
         self.weight = grown(self.weight, (self.config.dim,), torch.float32)
         for name, (shape, dtype) in self._opt_shapes().items():
             self._opt[name] = grown(self._opt.get(name, torch.zeros(0)), shape, dtype)
-        for name in _HOST_META:
-            arr = np.zeros(cap, dtype=np.int64)
-            if name == "last_seen":
-                arr[:] = _NEVER
-            if old:
-                arr[:old] = self._meta[name][:old]
-            self._meta[name] = arr
+        meta = np.zeros((cap, len(_META_COLS)), dtype=np.int64)
+        meta[old:, _META_COLS.index("last_seen")] = _NEVER
+        meta[old:, _META_COLS.index("mark")] = -1
+        meta[:old] = self._rowmeta[:old]
+        self._rowmeta = meta
+        self._meta = {name: meta[:, k] for k, name in enumerate(_META_COLS)}
+        self._mark = self._meta["mark"]
+        self._pos = self._meta["pos"]
         self._live = np.concatenate([self._live, np.zeros(cap - old, dtype=bool)])
-        self._mark = np.concatenate([self._mark, np.full(cap - old, -1, dtype=np.int64)])
-        self._pos = np.concatenate([self._pos, np.zeros(cap - old, dtype=np.int64)])
         self._capacity = cap
 
     # ------------------------------------------------------------------------------------
@@ -439,7 +441,10 @@ class DynamicEmbedding:
         return {k: v.index_select(0, rows).clone() for k, v in self._opt.items()}
 
     def plan(self, ids: np.ndarray, segments: list[Segment]) -> LookupPlan:
-        """Resolve ids (N,) once for several outputs; dedup rows for the backward."""
+        """Resolve ids (N,) once for several outputs; dedup rows for the backward.
+
+        `segments` must partition [0, N) in order (each id feeds exactly one output).
+        """
         rows = self._resolve(ids)
         n = rows.shape[0]
         self._gen += 1
@@ -526,7 +531,14 @@ class DynamicEmbedding:
             uniq = np.where(same, uniq, 0)
         dim = self.config.dim
         if self._numba:
-            gsum_np = np.zeros((uniq.shape[0], dim), dtype=np.float32)
+            if any(g is None for g in grads):
+                # some outputs got no gradient: their first occurrences are skipped, so
+                # start from zeros and only add
+                gsum_np = np.zeros((uniq.shape[0], dim), dtype=np.float32)
+                nxt = uniq.shape[0]
+            else:
+                gsum_np = np.empty((uniq.shape[0], dim), dtype=np.float32)
+                nxt = 0
             for s, g in zip(plan.segments, grads, strict=True):
                 if g is None:
                     continue
@@ -538,11 +550,12 @@ class DynamicEmbedding:
                 g_np = g.to(torch.float32).numpy()
                 inv = plan.inverse[s.start : s.stop]
                 if s.bag is not None and s.bag > 0:
-                    K.accum_grad_fixed(g_np, s.bag, inv, gsum_np)
+                    nxt = K.accum_grad_fixed(g_np, s.bag, inv, gsum_np, nxt)
                 else:
                     assert s.out_idx is not None
                     ones = np.ones(s.n_out, dtype=np.float32)
-                    K.accum_grad_indexed(g_np, s.out_idx, ones, inv, gsum_np)
+                    nxt = K.accum_grad_indexed(g_np, s.out_idx, ones, inv, gsum_np, nxt)
+            assert nxt == uniq.shape[0]
             self._update_cpu(uniq, gsum_np)
         else:
             gsum = torch.zeros(uniq.shape[0], dim, device=self.device)
@@ -826,7 +839,7 @@ class DynamicEmbedding:
             int(np.prod(shape or (1,))) * torch.empty(0, dtype=dt).element_size()
             for shape, dt in self._opt_shapes().values()
         )
-        host_meta = 8 * len(_HOST_META) + 1 + 16  # metadata arrays, live flag, dedup scratch
+        host_meta = 8 * len(_META_COLS) + 1  # packed metadata record, live flag
         index = self._index.nbytes / max(1, self.num_rows)
         return {
             "device": float(device),
@@ -837,8 +850,7 @@ class DynamicEmbedding:
     def memory_report(self) -> dict[str, Any]:
         """Rows in use, capacity, and bytes held by each part (allocated, not just used)."""
         opt_bytes = sum(t.numel() * t.element_size() for t in self._opt.values())
-        host = sum(a.nbytes for a in self._meta.values()) + self._live.nbytes
-        host += self._mark.nbytes + self._pos.nbytes + self._free.nbytes
+        host = self._rowmeta.nbytes + self._live.nbytes + self._free.nbytes
         report: dict[str, Any] = {
             "table": self.config.name,
             "rows_in_use": self.num_rows,
