@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.handler_threads
         if runtime.events.closed:  # the app is being started again after a shutdown
             runtime.events = EventLog(settings.events_db)
         first = runtime.holder.check_now()
@@ -148,8 +150,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` with several workers: settings from REELREC_* env."""
-    import torch
+    from reelrec.serve import _tune_process
 
     settings = Settings()  # type: ignore[call-arg]
-    torch.set_num_threads(settings.torch_threads)
+    _tune_process(settings)
     return create_app(settings)

@@ -1,4 +1,8 @@
-"""Typed dependencies: handlers ask for what they need by type (`ServedDep`, `EventLogDep`...)."""
+"""Typed dependencies: handlers ask for what they need by type (`ServedDep`, `EventLogDep`...).
+
+They are `async def` on purpose: they only read attributes, and FastAPI would run a sync
+dependency in the thread pool, one thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ class Runtime:
     metrics: ServerMetrics
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -35,7 +39,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_served(runtime: RuntimeDep) -> Served:
+async def get_served(runtime: RuntimeDep) -> Served:
     """The model this request will use to the end (read once: a swap cannot affect it)."""
     served = runtime.holder.current
     if served is None:
@@ -48,21 +52,21 @@ def get_served(runtime: RuntimeDep) -> Served:
 ServedDep = Annotated[Served, Depends(get_served)]
 
 
-def get_event_log(runtime: RuntimeDep) -> EventLog:
+async def get_event_log(runtime: RuntimeDep) -> EventLog:
     return runtime.events
 
 
 EventLogDep = Annotated[EventLog, Depends(get_event_log)]
 
 
-def get_users(runtime: RuntimeDep) -> UserStateStore:
+async def get_users(runtime: RuntimeDep) -> UserStateStore:
     return runtime.users
 
 
 UsersDep = Annotated[UserStateStore, Depends(get_users)]
 
 
-def get_metrics(runtime: RuntimeDep) -> ServerMetrics:
+async def get_metrics(runtime: RuntimeDep) -> ServerMetrics:
     return runtime.metrics
 
 
@@ -71,7 +75,7 @@ MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
 _bearer = HTTPBearer(auto_error=False, description="REELREC_ADMIN_TOKEN")
 
 
-def require_admin(
+async def require_admin(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # Intra-op threads per server process. One: concurrent requests already use the cores,
     # and small (K, d) matmuls gain little from splitting (applied by run_server only).
     torch_threads: int = Field(default=1, ge=1, le=256)
+    # Handler threads (anyio's limiter; FastAPI's default is 40). A few more than cores:
+    # enough to overlap fsyncs and GIL-free torch ops, few enough not to thrash the GIL.
+    handler_threads: int = Field(default=8, ge=1, le=1000)
 
     # Model store watching (hot swap).
     watch: bool = True

@@ -12,13 +12,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:
     """The process is up and answering."""
     return Health(status="ok")
 
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
-def readyz(runtime: RuntimeDep, response: Response) -> Ready:
+async def readyz(runtime: RuntimeDep, response: Response) -> Ready:
     """Ready when a model is loaded (503 until then)."""
     served = runtime.holder.current
     if served is None:
@@ -28,6 +28,6 @@ def readyz(runtime: RuntimeDep, response: Response) -> Ready:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(runtime: RuntimeDep) -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,6 +12,6 @@ router = APIRouter(tags=["viewer"])
 
 
 @router.get("/", include_in_schema=False)
-def index() -> FileResponse:
+async def index() -> FileResponse:
     """The viewer page."""
     return FileResponse(STATIC / "index.html", media_type="text/html")
