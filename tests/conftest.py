@@ -16,7 +16,8 @@ START_MS = 1_650_844_800_000  # 2022-04-25 00:00 UTC
 def make_interactions(
     n_users: int = 40, n_items: int = 60, n_events: int = 2000, days: int = 4, seed: int = 0
 ) -> Interactions:
-    """Random but learnable canonical data: long_view depends on a user-item affinity."""
+    """Random but learnable canonical data: long_view depends on item quality and on a
+    user-item topic match."""
     rng = np.random.default_rng(seed)
     user_topic = rng.integers(0, 4, n_users)
     item_topic = rng.integers(0, 4, n_items)
@@ -25,7 +26,9 @@ def make_interactions(
     ts = np.sort(START_MS + rng.integers(0, days * DAY_MS, n_events))
     ts[5] = ts[4]  # at least one tie in time
     match = user_topic[users] == item_topic[items]
-    long_view = (rng.random(n_events) < np.where(match, 0.7, 0.15)).astype(np.int8)
+    quality = rng.uniform(-0.25, 0.25, n_items)  # some videos are simply better
+    p_long = np.clip(np.where(match, 0.6, 0.15) + quality[items], 0.02, 0.98)
+    long_view = (rng.random(n_events) < p_long).astype(np.int8)
     duration = rng.integers(5_000, 120_000, n_items)
     watch = (duration[items] * np.where(long_view == 1, rng.uniform(0.6, 1.2, n_events), rng.uniform(0, 0.4, n_events))).astype(np.int64)
     cols: dict[str, pa.Array] = {
