@@ -30,7 +30,10 @@ def make_interactions(
     p_long = np.clip(np.where(match, 0.6, 0.15) + quality[items], 0.02, 0.98)
     long_view = (rng.random(n_events) < p_long).astype(np.int8)
     duration = rng.integers(5_000, 120_000, n_items)
-    watch = (duration[items] * np.where(long_view == 1, rng.uniform(0.6, 1.2, n_events), rng.uniform(0, 0.4, n_events))).astype(np.int64)
+    watch = (
+        duration[items]
+        * np.where(long_view == 1, rng.uniform(0.6, 1.2, n_events), rng.uniform(0, 0.4, n_events))
+    ).astype(np.int64)
     cols: dict[str, pa.Array] = {
         "user_id": pa.array(users * 7 + 1000, pa.int64()),
         "item_id": pa.array(items * 13 + 5, pa.int64()),
@@ -40,13 +43,22 @@ def make_interactions(
         "watch_ms": pa.array(watch, pa.int64()),
         "duration_ms": pa.array(duration[items], pa.int64()),
     }
-    probs = {"is_click": 0.5, "is_like": 0.1, "is_follow": 0.05, "is_comment": 0.03, "is_share": 0.02, "is_hate": 0.01}
+    probs = {
+        "is_click": 0.5,
+        "is_like": 0.1,
+        "is_follow": 0.05,
+        "is_comment": 0.03,
+        "is_share": 0.02,
+        "is_hate": 0.01,
+    }
     for label in LABELS:
         if label == "long_view":
             cols[label] = pa.array(long_view, pa.int8())
         else:
             base = probs[label] * (1.5 if label != "is_hate" else 0.5)
-            cols[label] = pa.array((rng.random(n_events) < np.where(match, base, base / 3)).astype(np.int8), pa.int8())
+            cols[label] = pa.array(
+                (rng.random(n_events) < np.where(match, base, base / 3)).astype(np.int8), pa.int8()
+            )
     events = pa.Table.from_pydict(cols, schema=EVENT_SCHEMA)
     item_ids = np.arange(n_items) * 13 + 5
     items_t = pa.Table.from_pydict(
@@ -62,9 +74,15 @@ def make_interactions(
         }
     )
     users_t = pa.Table.from_pydict(
-        {"user_id": pa.array(np.arange(n_users) * 7 + 1000, pa.int64()), "age_bucket": pa.array(rng.integers(0, 5, n_users), pa.int64())}
+        {
+            "user_id": pa.array(np.arange(n_users) * 7 + 1000, pa.int64()),
+            "age_bucket": pa.array(rng.integers(0, 5, n_users), pa.int64()),
+        }
     )
-    assert items_t.schema.names[:7] == ITEM_SCHEMA.names and users_t.schema.names[:1] == USER_SCHEMA.names
+    assert (
+        items_t.schema.names[:7] == ITEM_SCHEMA.names
+        and users_t.schema.names[:1] == USER_SCHEMA.names
+    )
     return Interactions(events, items_t, users_t, LABELS, "test", n_events)
 
 

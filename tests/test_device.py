@@ -31,7 +31,9 @@ def test_bad_spec_fails(spec: str) -> None:
         resolve_device(spec)
 
 
-@pytest.mark.skipif(torch.accelerator.current_accelerator() is not None, reason="needs a CPU-only host")
+@pytest.mark.skipif(
+    torch.accelerator.current_accelerator() is not None, reason="needs a CPU-only host"
+)
 def test_missing_cuda_fails_clearly() -> None:
     with pytest.raises(DeviceError, match="no cuda device"):
         resolve_device("cuda")
@@ -77,7 +79,9 @@ FAKE_NPU = textwrap.dedent(
 def test_fake_npu_resolution_and_backend() -> None:
     import json
 
-    out = subprocess.run([sys.executable, "-c", FAKE_NPU], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FAKE_NPU], capture_output=True, text=True, check=True
+    )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["dev"] == "npu:0" and got["auto"] == "npu:0" and got["idx"] == "npu:0"
     assert got["backend"] == "hccl"

@@ -78,7 +78,9 @@ class Batch:
         return int(self.dense.shape[0])
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        labels = self.labels.to(device, non_blocking=non_blocking) if self.labels is not None else None
+        labels = (
+            self.labels.to(device, non_blocking=non_blocking) if self.labels is not None else None
+        )
         return Batch(
             dense=self.dense.to(device, non_blocking=non_blocking),
             sparse=self.sparse,

@@ -18,7 +18,9 @@ def parse_day(value: str | None, option: str) -> str | None:
     try:
         dt.datetime.strptime(value, "%Y%m%d")
     except ValueError:
-        raise ConfigError(f"{option} {value!r}: expected a date as YYYYMMDD, e.g. 20220501") from None
+        raise ConfigError(
+            f"{option} {value!r}: expected a date as YYYYMMDD, e.g. 20220501"
+        ) from None
     return value
 
 

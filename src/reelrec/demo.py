@@ -29,7 +29,17 @@ from reelrec.eval.evaluate import EvalResult, evaluate_bundle
 from reelrec.models.bundle import FeedBundle, load_feed_model
 from reelrec.serve.pipeline import FeedPipeline, PipelineConfig
 from reelrec.serve.state import UserStateStore
-from reelrec.sim import DAY_MS, LiveResult, OraclePolicy, PopularPolicy, RandomPolicy, SimConfig, World, run_live, simulate_logs
+from reelrec.sim import (
+    DAY_MS,
+    LiveResult,
+    OraclePolicy,
+    PopularPolicy,
+    RandomPolicy,
+    SimConfig,
+    World,
+    run_live,
+    simulate_logs,
+)
 from reelrec.store.atomic import atomic_write_json
 from reelrec.train.command import train_bundle
 
@@ -64,9 +74,13 @@ class FeedPolicy:
     (recent history, already-seen filter) fed from the users' reactions."""
 
     def __init__(self, model: FeedBundle, candidates: int = 300) -> None:
-        self.pipeline = FeedPipeline(model, PipelineConfig(per_retriever_k=candidates, candidates=candidates))
+        self.pipeline = FeedPipeline(
+            model, PipelineConfig(per_retriever_k=candidates, candidates=candidates)
+        )
         self.users = UserStateStore(history_len=model.builder.config_.history_len)
-        self.author_of = dict(zip(model.catalog.item_id.tolist(), model.catalog.author_id.tolist(), strict=True))
+        self.author_of = dict(
+            zip(model.catalog.item_id.tolist(), model.catalog.author_id.tolist(), strict=True)
+        )
 
     def recommend(self, user_id: int, now_ms: int, n: int) -> np.ndarray:
         snapshot = self.users.snapshot(user_id, now_ms)
@@ -102,11 +116,15 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         world = World(sim_cfg)
         data = simulate_logs(sim_cfg, world=world)
     timings["simulate"] = time.perf_counter() - t
-    console.print(f"simulated {data.events.num_rows:,} events, {data.items.num_rows:,} videos, {data.users.num_rows:,} users")
+    console.print(
+        f"simulated {data.events.num_rows:,} events, {data.items.num_rows:,} videos, {data.users.num_rows:,} users"
+    )
 
     t = time.perf_counter()
     train, n_train = split_last_day(data)
-    train_cfg = TrainConfig(dataset=DatasetName.sim, out=cfg.out / "model", seed=cfg.seed, device=cfg.device, epochs=2)
+    train_cfg = TrainConfig(
+        dataset=DatasetName.sim, out=cfg.out / "model", seed=cfg.seed, device=cfg.device, epochs=2
+    )
     trained = train_bundle(train, train_cfg, device)
     timings["train"] = time.perf_counter() - t
 
@@ -135,7 +153,9 @@ def _live(world: World, bundle: FeedBundle, cfg: DemoConfig) -> dict[str, LiveRe
     out = {}
     for name, policy in policies.items():
         with console.status(f"live: {name} serves {cfg.live_sessions()} sessions"):
-            out[name] = run_live(world, policy, hours=12, sessions=cfg.live_sessions(), page_size=10)
+            out[name] = run_live(
+                world, policy, hours=12, sessions=cfg.live_sessions(), page_size=10
+            )
     return out
 
 
@@ -157,8 +177,16 @@ def _metrics_json(result: DemoResult, device: str) -> dict[str, Any]:
     }
 
 
-def _write_outputs(result: DemoResult, step_loss: list[float], cfg: DemoConfig, device: str) -> None:
-    from reelrec.eval.report import Report, plot_calibration, plot_roc, plot_training_curves, plot_watch_time
+def _write_outputs(
+    result: DemoResult, step_loss: list[float], cfg: DemoConfig, device: str
+) -> None:
+    from reelrec.eval.report import (
+        Report,
+        plot_calibration,
+        plot_roc,
+        plot_training_curves,
+        plot_watch_time,
+    )
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(_metrics_json(result, device), cfg.out / "metrics.json")
@@ -170,19 +198,43 @@ def _write_outputs(result: DemoResult, step_loss: list[float], cfg: DemoConfig, 
         f"users. Device: {device}."
     )
     live_rows = [
-        [name, r.watch_ms_per_session / 1000, r.watch_ms_se / 1000, r.items_per_session, r.label_rates.get("long_view", 0.0)]
+        [
+            name,
+            r.watch_ms_per_session / 1000,
+            r.watch_ms_se / 1000,
+            r.items_per_session,
+            r.label_rates.get("long_view", 0.0),
+        ]
         for name, r in result.live.items()
     ]
-    report.add_table("Live: watch time per session", ["policy", "watch s / session", "± s.e.", "items / session", "long-view rate"], live_rows)
-    series = {name: ((r.series()[0] - r.series()[0][0]) / 3.6e6, r.series()[1] / 1000) for name, r in result.live.items()}
-    report.add_plot("Watch time per session over the live window", plot_watch_time(series, time_unit="hour"), "mean per hourly bucket")
+    report.add_table(
+        "Live: watch time per session",
+        ["policy", "watch s / session", "± s.e.", "items / session", "long-view rate"],
+        live_rows,
+    )
+    series = {
+        name: ((r.series()[0] - r.series()[0][0]) / 3.6e6, r.series()[1] / 1000)
+        for name, r in result.live.items()
+    }
+    report.add_plot(
+        "Watch time per session over the live window",
+        plot_watch_time(series, time_unit="hour"),
+        "mean per hourly bucket",
+    )
     off = result.offline
-    report.add_table("Offline ranking (last day)", ["label", "AUC", "GAUC", "logloss", "rows"], [[n, m.auc, m.gauc, m.logloss, m.n] for n, m in off.labels.items()])
+    report.add_table(
+        "Offline ranking (last day)",
+        ["label", "AUC", "GAUC", "logloss", "rows"],
+        [[n, m.auc, m.gauc, m.logloss, m.n] for n, m in off.labels.items()],
+    )
     if off.retrieval:
         report.add_table(
             "Offline retrieval (full ranking, last day)",
             ["retriever", "Recall@20", "Recall@50", "NDCG@50", "HitRate@50", "users"],
-            [[n, r.recall[20], r.recall[50], r.ndcg[50], r.hit[50], r.users] for n, r in off.retrieval.items()],
+            [
+                [n, r.recall[20], r.recall[50], r.ndcg[50], r.hit[50], r.users]
+                for n, r in off.retrieval.items()
+            ],
         )
     report.add_plot("ROC", plot_roc(off.y, off.p))
     report.add_plot("Calibration", plot_calibration(off.y, off.p))
@@ -197,7 +249,11 @@ def _print_summary(result: DemoResult) -> None:
     table.add_column("watch s / session", justify="right")
     table.add_column("items / session", justify="right")
     for name, r in result.live.items():
-        table.add_row(name, f"{r.watch_ms_per_session / 1000:.1f} ± {r.watch_ms_se / 1000:.1f}", f"{r.items_per_session:.1f}")
+        table.add_row(
+            name,
+            f"{r.watch_ms_per_session / 1000:.1f} ± {r.watch_ms_se / 1000:.1f}",
+            f"{r.items_per_session:.1f}",
+        )
     console.print(table)
     off = Table(title="offline (last day)")
     for col in ("label", "AUC", "GAUC", "logloss"):
@@ -207,5 +263,7 @@ def _print_summary(result: DemoResult) -> None:
     console.print(off)
     if result.offline.best_retriever:
         r = result.offline.retrieval[result.offline.best_retriever]
-        console.print(f"retrieval ({result.offline.best_retriever}): Recall@50 {r.recall[50]:.4f}, NDCG@50 {r.ndcg[50]:.4f}")
+        console.print(
+            f"retrieval ({result.offline.best_retriever}): Recall@50 {r.recall[50]:.4f}, NDCG@50 {r.ndcg[50]:.4f}"
+        )
     console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items()))

@@ -84,7 +84,9 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         raise DeviceError(f"--device {spec}: no {kind} device is available ({hint})")
     idx = int(index) if index is not None else 0
     if idx >= count:
-        raise DeviceError(f"--device {spec}: only {count} {kind} device(s) present (0..{count - 1})")
+        raise DeviceError(
+            f"--device {spec}: only {count} {kind} device(s) present (0..{count - 1})"
+        )
     return torch.device(kind, idx)
 
 

@@ -40,7 +40,9 @@ def test_features_never_depend_on_the_event_or_later(pick: int) -> None:
     scrambled = _frame(_scramble_from(data.events, t, pick), data)
     idx = np.flatnonzero(data.events.column("timestamp_ms").to_numpy() == t)
     for name in ("hist_item", "hist_author", "dense", "fields", "tags", "item_id", "user_id"):
-        np.testing.assert_array_equal(getattr(base, name)[idx], getattr(scrambled, name)[idx], err_msg=name)
+        np.testing.assert_array_equal(
+            getattr(base, name)[idx], getattr(scrambled, name)[idx], err_msg=name
+        )
     # ... while the scrambled labels themselves did change (the test can fail).
     assert not np.array_equal(base.labels[idx[0] :], scrambled.labels[idx[0] :])
 
@@ -48,9 +50,16 @@ def test_features_never_depend_on_the_event_or_later(pick: int) -> None:
 def test_history_holds_earlier_long_views_only() -> None:
     data = make_interactions(n_events=300)
     frame = _frame(data.events, data)
-    ev = {n: data.events.column(n).to_numpy() for n in ("user_id", "item_id", "timestamp_ms", "long_view")}
+    ev = {
+        n: data.events.column(n).to_numpy()
+        for n in ("user_id", "item_id", "timestamp_ms", "long_view")
+    }
     for k in range(0, 300, 17):
-        earlier = (ev["user_id"] == ev["user_id"][k]) & (ev["timestamp_ms"] < ev["timestamp_ms"][k]) & (ev["long_view"] == 1)
+        earlier = (
+            (ev["user_id"] == ev["user_id"][k])
+            & (ev["timestamp_ms"] < ev["timestamp_ms"][k])
+            & (ev["long_view"] == 1)
+        )
         expected = ev["item_id"][earlier][-5:]
         got = frame.hist_item[k][frame.hist_item[k] >= 0]
         np.testing.assert_array_equal(got, expected)

@@ -40,7 +40,9 @@ def test_forward_shapes_and_loss_only_with_labels() -> None:
 def test_training_reduces_loss() -> None:
     torch.manual_seed(0)
     model, frame, _ = _setup(1500)
-    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("embeddings")], lr=5e-3)
+    opt = torch.optim.Adam(
+        [p for n, p in model.named_parameters() if not n.startswith("embeddings")], lr=5e-3
+    )
     batch = frame.batch(slice(0, 512))
     first = None
     for _ in range(40):

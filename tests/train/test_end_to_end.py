@@ -56,8 +56,13 @@ def write_kuairand(folder: Path, seed: int = 0, drop: str | None = None) -> Path
     pacsv.write_csv(videos, folder / "video_features_basic_pure.csv")
     users = data.users
     pacsv.write_csv(
-        pa.table({"user_id": users.column("user_id"), "user_active_degree": ["full_active"] * users.num_rows,
-                  "register_days": users.column("age_bucket")}),  # fmt: skip
+        pa.table(
+            {
+                "user_id": users.column("user_id"),
+                "user_active_degree": ["full_active"] * users.num_rows,
+                "register_days": users.column("age_bucket"),
+            }
+        ),  # fmt: skip
         folder / "user_features_pure.csv",
     )
     return folder
@@ -123,7 +128,9 @@ def test_corrupted_model_is_refused(trained: tuple[Path, Path], tmp_path: Path) 
 
 def test_missing_column_exits_2(tmp_path: Path) -> None:
     data = write_kuairand(tmp_path / "kr", drop="play_time_ms")
-    res = runner.invoke(app, ["train", "--dataset", "kuairand", "--data", str(data), "--out", str(tmp_path / "m")])
+    res = runner.invoke(
+        app, ["train", "--dataset", "kuairand", "--data", str(data), "--out", str(tmp_path / "m")]
+    )
     assert res.exit_code == 2
     assert "play_time_ms" in res.output
 
@@ -147,7 +154,20 @@ def test_movielens_train_and_evaluate(tmp_path: Path) -> None:
     pacsv.write_csv(pa.table({"movieId": ids, "title": [f"Film {i} (1999)" for i in ids],
                               "genres": ["Drama|Comedy" if i % 2 else "Action" for i in ids]}), folder / "movies.csv")  # fmt: skip
     model, out = tmp_path / "m", tmp_path / "r.json"
-    res = runner.invoke(app, ["train", "--dataset", "movielens", "--data", str(folder), "--end", "20220428", "--out", str(model)])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            "movielens",
+            "--data",
+            str(folder),
+            "--end",
+            "20220428",
+            "--out",
+            str(model),
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["evaluate", "--model", str(model), "--dataset", "movielens", "--data", str(folder),
                               "--start", "20220429", "--json", str(out)])  # fmt: skip

@@ -22,7 +22,13 @@ from reelrec.config import EvalConfig
 from reelrec.data.dataset import Interactions
 from reelrec.device import resolve_device
 from reelrec.errors import DataError
-from reelrec.eval.metrics import LabelMetrics, activity_buckets, auc_by_bucket, label_metrics, metrics_to_json
+from reelrec.eval.metrics import (
+    LabelMetrics,
+    activity_buckets,
+    auc_by_bucket,
+    label_metrics,
+    metrics_to_json,
+)
 from reelrec.eval.retrieval import RetrievalMetrics, build_split, evaluate_split
 from reelrec.features import FeatureBuilder
 from reelrec.models.api import ItemCatalog
@@ -46,7 +52,10 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         out = metrics_to_json(self.labels)
         if self.best_retriever:
-            out["retrieval"] = {**self.retrieval[self.best_retriever].as_dict(), "retriever": self.best_retriever}
+            out["retrieval"] = {
+                **self.retrieval[self.best_retriever].as_dict(),
+                "retriever": self.best_retriever,
+            }
         out["retrievers"] = {name: m.as_dict() for name, m in self.retrieval.items()}
         return out
 
@@ -60,7 +69,9 @@ def split_window(full: Interactions, window: Interactions) -> tuple[pa.Table, pa
     return full.events.filter(before), full.events.filter(pc.invert(before))
 
 
-def evaluate_bundle(bundle: FeedBundle, full: Interactions, n_history: int, batch_size: int = 4096) -> EvalResult:
+def evaluate_bundle(
+    bundle: FeedBundle, full: Interactions, n_history: int, batch_size: int = 4096
+) -> EvalResult:
     """Rank-evaluate the rows of `full` from index `n_history` on; retrieval over the catalog."""
     builder = FeatureBuilder.from_config(bundle.builder.config_, full.items, full.users)
     frame, _ = builder.transform(full.events)
@@ -76,12 +87,20 @@ def evaluate_bundle(bundle: FeedBundle, full: Interactions, n_history: int, batc
     best = max(retrieval, key=lambda k: retrieval[k].recall[50]) if retrieval else ""
     train_users, counts = np.unique(history.column("user_id").to_numpy(), return_counts=True)
     pos = np.searchsorted(train_users, test.user_id)
-    known = (pos < train_users.size) & (train_users[np.minimum(pos, train_users.size - 1)] == test.user_id)
-    activity = np.where(known, counts[np.minimum(pos, max(train_users.size - 1, 0))], 0) if train_users.size else np.zeros(len(test))
+    known = (pos < train_users.size) & (
+        train_users[np.minimum(pos, train_users.size - 1)] == test.user_id
+    )
+    activity = (
+        np.where(known, counts[np.minimum(pos, max(train_users.size - 1, 0))], 0)
+        if train_users.size
+        else np.zeros(len(test))
+    )
     return EvalResult(metrics, retrieval, best, y, p, activity)
 
 
-def _evaluate_retrievers(bundle: FeedBundle, history: pa.Table, window: pa.Table, items: pa.Table) -> dict[str, RetrievalMetrics]:
+def _evaluate_retrievers(
+    bundle: FeedBundle, history: pa.Table, window: pa.Table, items: pa.Table
+) -> dict[str, RetrievalMetrics]:
     if history.num_rows == 0 or window.num_rows == 0:
         return {}
     split = build_split(history, window)
@@ -127,14 +146,37 @@ def _print(result: EvalResult) -> None:
     for col in ("label", "AUC", "GAUC", "logloss", "rows", "positives"):
         table.add_column(col, justify="right" if col != "label" else "left")
     for name, m in result.labels.items():
-        table.add_row(name, f"{m.auc:.4f}", f"{m.gauc:.4f}", f"{m.logloss:.4f}", f"{m.n:,}", f"{m.positives:,}")
+        table.add_row(
+            name,
+            f"{m.auc:.4f}",
+            f"{m.gauc:.4f}",
+            f"{m.logloss:.4f}",
+            f"{m.n:,}",
+            f"{m.positives:,}",
+        )
     console.print(table)
     if result.retrieval:
         rt = Table(title="retrieval (full ranking)")
-        for col in ("retriever", "Recall@20", "Recall@50", "NDCG@20", "NDCG@50", "HitRate@50", "users"):
+        for col in (
+            "retriever",
+            "Recall@20",
+            "Recall@50",
+            "NDCG@20",
+            "NDCG@50",
+            "HitRate@50",
+            "users",
+        ):
             rt.add_column(col, justify="right" if col != "retriever" else "left")
         for name, r in result.retrieval.items():
-            rt.add_row(name, f"{r.recall[20]:.4f}", f"{r.recall[50]:.4f}", f"{r.ndcg[20]:.4f}", f"{r.ndcg[50]:.4f}", f"{r.hit[50]:.4f}", f"{r.users:,}")
+            rt.add_row(
+                name,
+                f"{r.recall[20]:.4f}",
+                f"{r.recall[50]:.4f}",
+                f"{r.ndcg[20]:.4f}",
+                f"{r.ndcg[50]:.4f}",
+                f"{r.hit[50]:.4f}",
+                f"{r.users:,}",
+            )
         console.print(rt)
 
 

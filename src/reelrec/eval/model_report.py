@@ -22,13 +22,26 @@ def write_eval_report(result: EvalResult, bundle: FeedBundle, out: Path) -> Path
     rows = [[n, m.auc, m.gauc, m.logloss, m.n, m.positives] for n, m in result.labels.items()]
     report.add_table("Ranking", ["label", "AUC", "GAUC", "logloss", "rows", "positives"], rows)
     if result.retrieval:
-        rrows = [[n, r.recall[20], r.recall[50], r.ndcg[20], r.ndcg[50], r.hit[50], r.users] for n, r in result.retrieval.items()]
-        report.add_table("Retrieval (full ranking)", ["retriever", "Recall@20", "Recall@50", "NDCG@20", "NDCG@50", "HitRate@50", "users"], rrows)
+        rrows = [
+            [n, r.recall[20], r.recall[50], r.ndcg[20], r.ndcg[50], r.hit[50], r.users]
+            for n, r in result.retrieval.items()
+        ]
+        report.add_table(
+            "Retrieval (full ranking)",
+            ["retriever", "Recall@20", "Recall@50", "NDCG@20", "NDCG@50", "HitRate@50", "users"],
+            rrows,
+        )
         curves = {n: (list(KS), [r.recall[k] for k in KS]) for n, r in result.retrieval.items()}
         report.add_plot("Recall@K", plot_recall_at_k(curves), "full ranking of the item table")
     report.add_plot("ROC", plot_roc(result.y, result.p))
-    report.add_plot("Calibration", plot_calibration(result.y, result.p), "predicted vs observed rate per bin")
-    report.add_plot("AUC by user activity", plot_auc_by_bucket(activity_auc(result)), "rows of the user in the history window")
+    report.add_plot(
+        "Calibration", plot_calibration(result.y, result.p), "predicted vs observed rate per bin"
+    )
+    report.add_plot(
+        "AUC by user activity",
+        plot_auc_by_bucket(activity_auc(result)),
+        "rows of the user in the history window",
+    )
     train = bundle.manifest.config.get("train", {})
     curves_hist = {k: train[k] for k in ("step_loss", "val_auc") if train.get(k)}
     if curves_hist:

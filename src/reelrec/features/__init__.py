@@ -7,7 +7,7 @@ from reelrec.features.builder import (
     FeatureConfig,
     FeatureFrame,
 )
-from reelrec.features.history import CausalFeatures, CausalState, causal_features
+from reelrec.features.history import CausalFeatures, CausalState, ServingState, causal_features
 
 __all__ = [
     "RANK_TASKS",
@@ -17,5 +17,6 @@ __all__ = [
     "FeatureBuilder",
     "FeatureConfig",
     "FeatureFrame",
+    "ServingState",
     "causal_features",
 ]

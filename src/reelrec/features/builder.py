@@ -23,7 +23,7 @@ import torch
 from reelrec.batch import Batch, Jagged, KeyedJagged
 from reelrec.data.records import ITEM_SCHEMA, USER_SCHEMA
 from reelrec.errors import NotFittedError
-from reelrec.features.history import CausalState, causal_features
+from reelrec.features.history import ServingState, causal_features
 from reelrec.models.api import ItemCatalog
 
 RANK_TASKS = ("long_view", "is_click", "is_like", "is_follow")
@@ -53,9 +53,11 @@ class FeatureConfig:
     @property
     def field_names(self) -> list[str]:
         ctx = ["tab", "hour", "weekday", "duration_bucket", "age_bucket"]
-        return ctx + [f"item.{c}" for c in self.item_columns] + [
-            f"user.{c}" for c in self.user_columns
-        ]
+        return (
+            ctx
+            + [f"item.{c}" for c in self.item_columns]
+            + [f"user.{c}" for c in self.user_columns]
+        )
 
     @property
     def n_dense(self) -> int:
@@ -86,7 +88,9 @@ class FeatureFrame:
         return int(self.user_id.size)
 
     def take(self, idx: np.ndarray | slice) -> FeatureFrame:
-        return FeatureFrame(**{k: (v[idx] if v is not None else None) for k, v in vars(self).items()})
+        return FeatureFrame(
+            **{k: (v[idx] if v is not None else None) for k, v in vars(self).items()}
+        )
 
     def batch(self, idx: np.ndarray | slice) -> Batch:
         part = self.take(idx)
@@ -157,9 +161,7 @@ def _int_column(table: pa.Table, name: str) -> np.ndarray:
 
 def _extra_int_columns(table: pa.Table, base: pa.Schema) -> list[str]:
     return [
-        f.name
-        for f in table.schema
-        if f.name not in base.names and pa.types.is_integer(f.type)
+        f.name for f in table.schema if f.name not in base.names and pa.types.is_integer(f.type)
     ]
 
 
@@ -181,7 +183,9 @@ class FeatureBuilder:
     ) -> FeatureBuilder:
         tasks = [t for t in RANK_TASKS if t in labels]
         watch = bool(np.any(events.column("watch_ms").to_numpy() > 0))
-        rates = [float(np.mean(events.column(t).to_numpy())) if events.num_rows else 0.0 for t in tasks]
+        rates = [
+            float(np.mean(events.column(t).to_numpy())) if events.num_rows else 0.0 for t in tasks
+        ]
         self.config_ = FeatureConfig(
             history_len=self.history_len,
             tasks=tasks,
@@ -213,22 +217,36 @@ class FeatureBuilder:
             raise NotFittedError(type(self).__name__)
         return self.config_
 
-    def transform(self, events: pa.Table) -> tuple[FeatureFrame, CausalState]:
-        """Features for `events` (sorted by time), with history built from these events."""
-        return self._transform(events, standardise=True)
+    def transform(
+        self, events: pa.Table, start: ServingState | None = None
+    ) -> tuple[FeatureFrame, ServingState]:
+        """Features for `events` (sorted by time) and the state after them.
 
-    def _transform(self, events: pa.Table, standardise: bool) -> tuple[FeatureFrame, CausalState]:
+        Histories and counters continue from `start` (e.g. a model's state at the end of its
+        training data); without it they are built from these events alone.
+        """
+        return self._transform(events, standardise=True, start=start)
+
+    def _transform(
+        self, events: pa.Table, standardise: bool, start: ServingState | None = None
+    ) -> tuple[FeatureFrame, ServingState]:
         cfg = self._check()
         col = {name: events.column(name).to_numpy() for name in events.column_names}
         ts, users, items = col["timestamp_ms"], col["user_id"], col["item_id"]
         n = ts.size
         labels = np.stack([col[t] for t in cfg.tasks], axis=1) if cfg.tasks else np.zeros((n, 0))
         positive = col["long_view"] > 0 if "long_view" in cfg.tasks else col["is_click"] > 0
-        uniq_users, user_local = np.unique(users, return_inverse=True)
-        uniq_items, item_local = np.unique(items, return_inverse=True)
+        known_users = start.user_ids if start is not None else np.zeros(0, np.int64)
+        known_items = start.item_ids if start is not None else np.zeros(0, np.int64)
+        uniq_users = np.union1d(known_users, users).astype(np.int64)
+        uniq_items = np.union1d(known_items, items).astype(np.int64)
+        user_local, item_local = (
+            np.searchsorted(uniq_users, users),
+            np.searchsorted(uniq_items, items),
+        )
         causal, state = causal_features(
-            ts, user_local, item_local, positive, labels,
-            uniq_users.size, uniq_items.size, cfg.history_len,
+            ts, user_local, item_local, positive, labels, uniq_users.size, uniq_items.size,
+            cfg.history_len, start.to_local(uniq_users, uniq_items) if start is not None else None,
         )  # fmt: skip
         hist_item = np.where(causal.hist >= 0, uniq_items[np.maximum(causal.hist, 0)], -1)
         item_pos = self.catalog_.positions(items)
@@ -236,10 +254,10 @@ class FeatureBuilder:
             users, items, item_pos, ts, col["tab"], col["duration_ms"], hist_item,
             causal.user_n, causal.user_pos, causal.item_n, causal.item_pos, standardise,
         )  # fmt: skip
-        frame.labels = self._labels(col, cfg) if n else np.zeros((0, len(cfg.all_tasks)), np.float32)
-        state.hist = np.where(state.hist >= 0, uniq_items[np.maximum(state.hist, 0)], -1)
-        self.last_ids_ = (uniq_users, uniq_items)
-        return frame, state
+        frame.labels = (
+            self._labels(col, cfg) if n else np.zeros((0, len(cfg.all_tasks)), np.float32)
+        )
+        return frame, ServingState.from_local(state, uniq_users, uniq_items)
 
     def _labels(self, col: dict[str, np.ndarray], cfg: FeatureConfig) -> np.ndarray:
         out = [col[t].astype(np.float32) for t in cfg.tasks]
@@ -274,17 +292,24 @@ class FeatureBuilder:
             fields.append(np.where(known, self.item_extra_[c][safe], -1))
         fields.extend(self.users_.values(users).values())
         salted = np.stack(
-            [(np.int64(f) << FIELD_SALT_BITS) | (v & ((1 << FIELD_SALT_BITS) - 1)) for f, v in enumerate(fields)],
+            [
+                (np.int64(f) << FIELD_SALT_BITS) | (v & ((1 << FIELD_SALT_BITS) - 1))
+                for f, v in enumerate(fields)
+            ],
             axis=1,
         )
         hist_pos = cat.positions(hist_item.reshape(-1)).reshape(hist_item.shape)
         hist_author = np.where(
-            (hist_item >= 0) & (hist_pos >= 0), cat.author_id[np.maximum(hist_pos, 0)] if len(cat) else -1, -1
+            (hist_item >= 0) & (hist_pos >= 0),
+            cat.author_id[np.maximum(hist_pos, 0)] if len(cat) else -1,
+            -1,
         )
         dense = self._dense(dur_s, duration > 0, age_h * has_upload, user_n, user_pos, item_n,
                             item_pos_counts, (hist_item >= 0).sum(axis=1))  # fmt: skip
         if standardise:
-            dense = (dense - np.asarray(cfg.dense_mean, np.float32)) / np.asarray(cfg.dense_std, np.float32)
+            dense = (dense - np.asarray(cfg.dense_mean, np.float32)) / np.asarray(
+                cfg.dense_std, np.float32
+            )
         return FeatureFrame(
             user_id=users.astype(np.int64),
             item_id=items.astype(np.int64),
@@ -330,4 +355,3 @@ class FeatureBuilder:
 
     def config_dict(self) -> dict[str, object]:
         return asdict(self._check())
-

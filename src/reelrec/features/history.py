@@ -8,10 +8,11 @@ own features.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numba
 import numpy as np
+import torch
 
 
 @dataclass
@@ -124,3 +125,68 @@ def causal_features(
         out.hist, out.user_n, out.user_pos, out.item_n, out.item_pos,
     )  # fmt: skip
     return out, state
+
+
+@dataclass
+class ServingState:
+    """The causal state keyed by raw ids (sorted): where a server, an evaluation or an
+    online trainer picks up after the events a model was trained on."""
+
+    user_ids: np.ndarray  # (U,)
+    hist: np.ndarray  # (U, L) raw item ids, -1 padded
+    user_n: np.ndarray  # (U,)
+    user_pos: np.ndarray  # (U, T)
+    item_ids: np.ndarray  # (V,)
+    item_n: np.ndarray
+    item_pos: np.ndarray  # (V, T)
+
+    @classmethod
+    def empty(cls, history_len: int, n_tasks: int) -> ServingState:
+        z = np.zeros(0, np.int64)
+        return cls(z, np.zeros((0, history_len), np.int64), z, np.zeros((0, n_tasks), np.int64),
+                   z, z, np.zeros((0, n_tasks), np.int64))  # fmt: skip
+
+    def to_local(self, user_ids: np.ndarray, item_ids: np.ndarray) -> CausalState:
+        """This state re-indexed onto sorted id universes that contain its own ids."""
+        u = np.searchsorted(user_ids, self.user_ids)
+        v = np.searchsorted(item_ids, self.item_ids)
+        hist = np.full((user_ids.size, self.hist.shape[1]), -1, np.int64)
+        hist[u] = np.where(self.hist >= 0, np.searchsorted(item_ids, self.hist), -1)
+        user_n = np.zeros(user_ids.size, np.int64)
+        user_n[u] = self.user_n
+        user_pos = np.zeros((user_ids.size, self.user_pos.shape[1]), np.int64)
+        user_pos[u] = self.user_pos
+        item_n = np.zeros(item_ids.size, np.int64)
+        item_n[v] = self.item_n
+        item_pos = np.zeros((item_ids.size, self.item_pos.shape[1]), np.int64)
+        item_pos[v] = self.item_pos
+        return CausalState(hist, user_n, user_pos, item_n, item_pos)
+
+    @classmethod
+    def from_local(
+        cls, state: CausalState, user_ids: np.ndarray, item_ids: np.ndarray
+    ) -> ServingState:
+        hist = np.where(state.hist >= 0, item_ids[np.maximum(state.hist, 0)], -1)
+        return cls(
+            user_ids, hist, state.user_n, state.user_pos, item_ids, state.item_n, state.item_pos
+        )
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> ServingState:
+        return cls(**{k: t[k].numpy() for k in cls.__dataclass_fields__})
+
+    def user_row(self, user_id: int) -> int:
+        i = int(np.searchsorted(self.user_ids, user_id))
+        return i if i < self.user_ids.size and self.user_ids[i] == user_id else -1
+
+    def item_counts(self, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.item_ids.size:
+            return np.zeros(item_ids.size, np.int64), np.zeros(
+                (item_ids.size, self.item_pos.shape[1]), np.int64
+            )
+        idx = np.clip(np.searchsorted(self.item_ids, item_ids), 0, self.item_ids.size - 1)
+        found = self.item_ids[idx] == item_ids
+        return np.where(found, self.item_n[idx], 0), np.where(found[:, None], self.item_pos[idx], 0)

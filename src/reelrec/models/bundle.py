@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from safetensors.torch import save as st_save
 from reelrec.embedding import EmbeddingCollection, EmbeddingTableConfig
 from reelrec.errors import IntegrityError
 from reelrec.features import FeatureBuilder, FeatureConfig
-from reelrec.features.history import CausalState
+from reelrec.features.history import ServingState
 from reelrec.models.api import ItemCatalog, RankOutput, Retriever, UserContext
 from reelrec.models.ranker import Ranker, RankerConfig, ScoreFusion
 from reelrec.store.manifest import Manifest, read_file, read_manifest, write_model_dir
@@ -61,41 +61,6 @@ def make_ranker(
     return Ranker(config, embeddings).to(device or torch.device("cpu"))
 
 
-@dataclass
-class ServingState:
-    """Per-user history and per-user / per-item counters, keyed by raw ids."""
-
-    user_ids: np.ndarray  # (U,)
-    hist: np.ndarray  # (U, L) raw item ids, -1 padded
-    user_n: np.ndarray  # (U,)
-    user_pos: np.ndarray  # (U, T)
-    item_ids: np.ndarray  # (V,)
-    item_n: np.ndarray
-    item_pos: np.ndarray  # (V, T)
-
-    @classmethod
-    def from_causal(cls, state: CausalState, user_ids: np.ndarray, item_ids: np.ndarray) -> ServingState:
-        return cls(user_ids, state.hist, state.user_n, state.user_pos, item_ids, state.item_n, state.item_pos)
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_tensors(cls, t: dict[str, torch.Tensor]) -> ServingState:
-        return cls(**{k: t[k].numpy() for k in cls.__dataclass_fields__})
-
-    def user_row(self, user_id: int) -> int:
-        i = int(np.searchsorted(self.user_ids, user_id))
-        return i if i < self.user_ids.size and self.user_ids[i] == user_id else -1
-
-    def item_counts(self, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not self.item_ids.size:
-            return np.zeros(item_ids.size, np.int64), np.zeros((item_ids.size, self.item_pos.shape[1]), np.int64)
-        idx = np.clip(np.searchsorted(self.item_ids, item_ids), 0, self.item_ids.size - 1)
-        found = self.item_ids[idx] == item_ids
-        return np.where(found, self.item_n[idx], 0), np.where(found[:, None], self.item_pos[idx], 0)
-
-
 def _parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf)
@@ -115,10 +80,16 @@ def save_bundle(
 ) -> Manifest:
     """Write a complete model directory atomically."""
     emb_tensors, emb_meta = ranker.embeddings.state()
-    dense = {k: v.detach().cpu().contiguous() for k, v in ranker.state_dict().items() if not k.startswith("embeddings.")}
+    dense = {
+        k: v.detach().cpu().contiguous()
+        for k, v in ranker.state_dict().items()
+        if not k.startswith("embeddings.")
+    }
     files = {
         "ranker.safetensors": st_save(dense),
-        "embeddings.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in emb_tensors.items()}),
+        "embeddings.safetensors": st_save(
+            {k: v.detach().cpu().contiguous() for k, v in emb_tensors.items()}
+        ),
         "state.safetensors": st_save(state.tensors()),
         "items.parquet": _parquet_bytes(builder.catalog_.table),
         "users.parquet": _parquet_bytes(builder.users_.table),
@@ -126,7 +97,9 @@ def save_bundle(
     retriever_meta = []
     for r in retrievers:
         tensors, meta = r.state()
-        files[f"retriever.{r.name}.safetensors"] = st_save({k: v.contiguous() for k, v in tensors.items()})
+        files[f"retriever.{r.name}.safetensors"] = st_save(
+            {k: v.contiguous() for k, v in tensors.items()}
+        )
         retriever_meta.append({"name": r.name, "class": type(r).__name__, "meta": meta})
     config = {
         "features": builder.config_dict(),
@@ -168,7 +141,9 @@ class FeedBundle:
         self.ranker.eval()
         self.state = ServingState.from_tensors(st_load(self._read("state.safetensors")))
         self.fusion = ScoreFusion(**cfg["fusion"])
-        self.retrievers: list[Retriever] = [self._load_retriever(r, items) for r in cfg["retrievers"]]
+        self.retrievers: list[Retriever] = [
+            self._load_retriever(r, items) for r in cfg["retrievers"]
+        ]
 
     def _read(self, name: str) -> bytes:
         return read_file(self.path, self.manifest, name)

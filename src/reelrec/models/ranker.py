@@ -65,13 +65,17 @@ class TargetAttention(nn.Module):
     def forward(self, query: Tensor, keys: Tensor, row: Tensor) -> Tensor:
         # query (B, D); keys (N, D) all rows' history entries; row (N,) their row in the batch
         q = query.index_select(0, row)  # (N, D)
-        h = torch.relu(self.q_proj(query).index_select(0, row) + self.k_proj(keys) + self.qk_proj(q * keys))
+        h = torch.relu(
+            self.q_proj(query).index_select(0, row) + self.k_proj(keys) + self.qk_proj(q * keys)
+        )
         logits = self.out(h).squeeze(-1)  # (N,)
         # softmax within each row: a shift by the global max is exact and keeps exp() finite
         weights = torch.exp(logits - logits.max().detach()) if logits.numel() else logits
         denom = query.new_zeros(query.shape[0]).index_add(0, row, weights)  # (B,)
         weights = weights / denom.index_select(0, row)
-        return query.new_zeros(query.shape).index_add(0, row, weights.unsqueeze(-1) * keys)  # (B, D)
+        return query.new_zeros(query.shape).index_add(
+            0, row, weights.unsqueeze(-1) * keys
+        )  # (B, D)
 
 
 class MMoE(nn.Module):
@@ -158,7 +162,9 @@ class Ranker(nn.Module):
         n_heads = len(c.tasks) + int(c.watch_task)
         self.mmoe = MMoE(c.bottom_dim, c.n_experts, c.expert_dims, n_heads)
         self.towers = nn.ModuleList(
-            nn.Sequential(nn.Linear(c.expert_dims[-1], c.tower_dim), nn.ReLU(), nn.Linear(c.tower_dim, 1))
+            nn.Sequential(
+                nn.Linear(c.expert_dims[-1], c.tower_dim), nn.ReLU(), nn.Linear(c.tower_dim, 1)
+            )
             for _ in range(n_heads)
         )
 
@@ -168,9 +174,13 @@ class Ranker(nn.Module):
         single = self.embeddings(KeyedJagged({k: sp[k] for k in SINGLE_ID_FEATURES}), pooling="sum")
         tags = self.embeddings(KeyedJagged({"tags": sp["tags"]}), pooling="mean")["tags"]
         # Fields and history entries as one-id bags: one row per id, no pooling work.
-        rows = self.embeddings(KeyedJagged({k: _one_per_bag(sp[k]) for k in ("fields", "hist_item", "hist_author")}))
+        rows = self.embeddings(
+            KeyedJagged({k: _one_per_bag(sp[k]) for k in ("fields", "hist_item", "hist_author")})
+        )
         fields = rows["fields"].view(len(batch), c.n_fields, -1)  # (B, F, D)
-        row = torch.repeat_interleave(torch.arange(len(batch)), sp["hist_item"].lengths).to(x_device(batch))
+        row = torch.repeat_interleave(torch.arange(len(batch)), sp["hist_item"].lengths).to(
+            x_device(batch)
+        )
         query = torch.cat([single["item_id"], single["author_id"]], dim=-1)  # (B, 2D)
         keys = torch.cat([rows["hist_item"], rows["hist_author"]], dim=-1)  # (N, 2D)
         interest = self.attn_proj(self.attention(query, keys, row))  # (B, D)
@@ -195,7 +205,9 @@ class Ranker(nn.Module):
         n_bin = len(c.tasks)
         losses: dict[str, Tensor] = {}
         for t, name in enumerate(c.tasks):
-            losses[name] = F.binary_cross_entropy_with_logits(out.logits[:, t].float(), labels[:, t])
+            losses[name] = F.binary_cross_entropy_with_logits(
+                out.logits[:, t].float(), labels[:, t]
+            )
         total = sum(c.task_weights.get(k, 1.0) * v for k, v in losses.items())
         if out.watch is not None:
             target = labels[:, n_bin]
@@ -220,16 +232,24 @@ class ScoreFusion:
     """
 
     weights: dict[str, float] = field(
-        default_factory=lambda: {"long_view": 1.0, "is_click": 0.3, "is_like": 0.3, "is_follow": 0.2}
+        default_factory=lambda: {
+            "long_view": 1.0,
+            "is_click": 0.3,
+            "is_like": 0.3,
+            "is_follow": 0.2,
+        }
     )
     watch_weight: float = 0.5
 
     def __call__(self, probs: dict[str, Tensor], watch: Tensor | None) -> Tensor:
         log_score = sum(
-            (w * torch.log(probs[t].clamp_min(1e-6)) for t, w in self.weights.items() if t in probs),
+            (
+                w * torch.log(probs[t].clamp_min(1e-6))
+                for t, w in self.weights.items()
+                if t in probs
+            ),
             start=torch.zeros_like(next(iter(probs.values()))) if probs else torch.zeros(0),
         )
         if watch is not None:
             log_score = log_score + self.watch_weight * torch.log1p(watch.float())
         return torch.exp(log_score)
-

@@ -16,7 +16,7 @@ from reelrec.config import TrainConfig
 from reelrec.data.dataset import DatasetName, Interactions
 from reelrec.device import describe, resolve_device, seed_everything
 from reelrec.features import FeatureBuilder
-from reelrec.models.bundle import ServingState, make_ranker, ranker_tables, save_bundle
+from reelrec.models.bundle import make_ranker, ranker_tables, save_bundle
 from reelrec.models.ranker import Ranker, RankerConfig
 from reelrec.train.loop import LoopConfig, TrainHistory, fit
 
@@ -34,7 +34,9 @@ class TrainResult:
     rows: int
 
 
-def load_data(dataset: DatasetName, data: Path | None, start: str | None, end: str | None) -> Interactions:
+def load_data(
+    dataset: DatasetName, data: Path | None, start: str | None, end: str | None
+) -> Interactions:
     """Any dataset through its adapter; `sim` without a path simulates the default world."""
     if dataset == DatasetName.sim and data is None:
         from reelrec.sim import SimConfig, simulate_logs
@@ -81,15 +83,24 @@ def build_retrievers(data: Interactions, cfg: TrainConfig, device: torch.device)
     return retrievers
 
 
-def train_bundle(data: Interactions, cfg: TrainConfig, device: torch.device, show_progress: bool = True) -> TrainResult:
+def train_bundle(
+    data: Interactions, cfg: TrainConfig, device: torch.device, show_progress: bool = True
+) -> TrainResult:
     if data.events.num_rows == 0:
         from reelrec.errors import DataError
 
-        raise DataError(cfg.data or "sim", "no rows left to train on after validation and date filters")
-    builder = FeatureBuilder(history_len=cfg.history_len).fit(data.events, data.items, data.users, data.labels)
-    frame, causal = builder.transform(data.events)
+        raise DataError(
+            cfg.data or "sim", "no rows left to train on after validation and date filters"
+        )
+    builder = FeatureBuilder(history_len=cfg.history_len).fit(
+        data.events, data.items, data.users, data.labels
+    )
+    frame, state = builder.transform(data.events)
     n_val = int(len(frame) * cfg.val_fraction)
-    head, tail = frame.take(slice(0, len(frame) - n_val)), frame.take(slice(len(frame) - n_val, None))
+    head, tail = (
+        frame.take(slice(0, len(frame) - n_val)),
+        frame.take(slice(len(frame) - n_val, None)),
+    )
     fcfg = builder.config_
     ranker_cfg = RankerConfig(
         tasks=fcfg.tasks,
@@ -101,13 +112,22 @@ def train_bundle(data: Interactions, cfg: TrainConfig, device: torch.device, sho
     )
     tables = ranker_tables(cfg.embedding_dim, cfg.embedding_lr, cfg.seed)
     ranker = make_ranker(ranker_cfg, tables, device)
-    loop = LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, show_progress=show_progress)
+    loop = LoopConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        show_progress=show_progress,
+    )
     history = fit(ranker, head, tail, loop, device)
-    if n_val:  # the tail was held out to choose the epochs; learn from it too (it is the most recent)
-        tail_loop = LoopConfig(epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed + 99, show_progress=False)
+    if (
+        n_val
+    ):  # the tail was held out to choose the epochs; learn from it too (it is the most recent)
+        tail_loop = LoopConfig(
+            epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed + 99, show_progress=False
+        )
         fit(ranker, tail, None, tail_loop, device)
     retrievers = build_retrievers(data, cfg, device)
-    state = ServingState.from_causal(causal, *builder.last_ids_)
     info = {
         "dataset": cfg.dataset.value,
         "start": cfg.start,
@@ -121,7 +141,15 @@ def train_bundle(data: Interactions, cfg: TrainConfig, device: torch.device, sho
         "step_loss": history.step_loss[:: max(1, len(history.step_loss) // 200)],
         "last_timestamp_ms": int(data.events.column("timestamp_ms")[-1].as_py()),
     }
-    save_bundle(cfg.out, builder=builder, ranker=ranker, tables=tables, state=state, retrievers=retrievers, info=info)
+    save_bundle(
+        cfg.out,
+        builder=builder,
+        ranker=ranker,
+        tables=tables,
+        state=state,
+        retrievers=retrievers,
+        info=info,
+    )
     return TrainResult(cfg.out, ranker, builder, history, retrievers, data.events.num_rows)
 
 

@@ -79,7 +79,9 @@ def fit(
                 optimizer.step()
                 history.step_loss.append(float(out.loss.detach()))
                 if step % 10 == 0:
-                    progress.update(task, info=f"epoch {epoch + 1} loss {np.mean(history.step_loss[-50:]):.4f}")
+                    progress.update(
+                        task, info=f"epoch {epoch + 1} loss {np.mean(history.step_loss[-50:]):.4f}"
+                    )
                 progress.advance(task)
             synchronize(device)
             history.seconds += time.perf_counter() - t0
@@ -118,7 +120,9 @@ def predict(
     return p, (np.concatenate(watch) if watch else None)
 
 
-def _first_task_auc(model: Ranker, frame: FeatureFrame, batch_size: int, device: torch.device) -> float:
+def _first_task_auc(
+    model: Ranker, frame: FeatureFrame, batch_size: int, device: torch.device
+) -> float:
     from sklearn.metrics import roc_auc_score
 
     assert frame.labels is not None
@@ -128,7 +132,11 @@ def _first_task_auc(model: Ranker, frame: FeatureFrame, batch_size: int, device:
 
 
 def _snapshot(model: Ranker) -> tuple[dict[str, torch.Tensor], object]:
-    dense = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("embeddings.")}
+    dense = {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if not k.startswith("embeddings.")
+    }
     return dense, model.embeddings.state()
 
 
