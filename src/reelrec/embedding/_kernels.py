@@ -282,7 +282,7 @@ def pool_sum_fixed(weight: np.ndarray, rows: np.ndarray, bag: Int, out: np.ndarr
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def accum_grad_fixed(
     grad: np.ndarray, bag: Int, inverse: np.ndarray, gsum: np.ndarray, nxt: Int
-) -> int:
+) -> Int:
     """gsum[inverse[t]] += grad[t // bag]: duplicate rows summed (fixed-length bags).
 
     Unique rows are numbered in first-occurrence order, so row u is first met when
@@ -311,7 +311,7 @@ def accum_grad_indexed(
     inverse: np.ndarray,
     gsum: np.ndarray,
     nxt: Int,
-) -> int:
+) -> Int:
     """gsum[inverse[t]] += scale[o] * grad[o] with o = out_idx[t] (ragged bags, mean, seq);
     first occurrences assigned as in accum_grad_fixed. Returns the new nxt."""
     dim = grad.shape[1]
