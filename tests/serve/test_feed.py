@@ -155,3 +155,24 @@ def test_items_are_ordered_by_adjusted_score_within_caps(client: TestClient) -> 
 def test_max_page_size(client: TestClient) -> None:
     body = feed(client, UNKNOWN_USER + 60, n=200)
     assert 0 < body["count"] <= 200
+
+
+def test_fallback_fills_a_page_the_retrievers_cannot(feed_model: Any) -> None:
+    """With 3 candidates per retriever the model alone cannot fill 30 slots: the freshest
+    visible items fill the rest, labelled `fallback`, and filtered like the others."""
+    from reelrec.serve.pipeline import FeedPipeline, PipelineConfig, RerankConfig
+    from reelrec.serve.state import UserSnapshot
+
+    cat = feed_model.catalog
+    pipe = FeedPipeline(
+        feed_model, PipelineConfig(per_retriever_k=3, rerank=RerankConfig(max_per_author=100))
+    )
+    freshest = cat.item_id[cat.visible][np.argmax(cat.upload_ms[cat.visible])]
+    empty = np.empty(0, np.int64)
+    seen = UserSnapshot(True, empty, np.array([freshest]), empty)
+    result = pipe.recommend(UNKNOWN_USER, 30, seen, _now_ms())
+    assert result.item_ids.size == 30
+    assert FALLBACK in result.retrievers
+    assert result.counts["retrieved"] > 3 * len(feed_model.retrievers)
+    assert freshest not in result.item_ids  # the fallback is filtered too
+    assert cat.visible[cat.positions(result.item_ids)].all()

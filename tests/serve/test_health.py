@@ -45,3 +45,14 @@ def test_empty_store_is_not_ready_then_serves_503(tmp_path: Path) -> None:
         r = c.post("/v1/events", json={"events": [{"user_id": 1, "item_id": 2, "timestamp_ms": 3}]})
         assert r.status_code == 200 and r.json()["accepted"] == 1
         assert c.get("/healthz").status_code == 200
+
+
+def test_requests_queued_too_long_are_shed_with_503(model_dir: Path, tmp_path: Path) -> None:
+    # A 1 microsecond queue budget: every feed request has waited longer by the time its
+    # handler thread runs, so each is refused fast instead of computed late.
+    with running_client(make_settings(model_dir, tmp_path, max_queue_ms=0.001)) as c:
+        r = c.get("/v1/feed", params={"user_id": 1})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json()["message"].startswith("overloaded: queued")
+        assert "reelrec_feed_shed_total 1.0" in c.get("/metrics").text
+        assert c.get("/healthz").status_code == 200  # only the feed sheds

@@ -7,6 +7,7 @@ dependency in the thread pool, one thread hop per dependency per request.
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -71,6 +72,26 @@ async def get_metrics(runtime: RuntimeDep) -> ServerMetrics:
 
 
 MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
+
+
+def shed_if_queued_too_long(request: Request, runtime: Runtime) -> None:
+    """Call first thing in a thread-pool handler: 503 if the request queued > max_queue_ms.
+
+    Under overload an open queue grows without bound and every request times out; refusing
+    the stale ones fast keeps the server answering at its capacity (load shedding).
+    """
+    arrival = getattr(request.state, "arrival", None)
+    if arrival is None:
+        return
+    waited_ms = (time.perf_counter() - arrival) * 1e3
+    if waited_ms > runtime.settings.max_queue_ms:
+        runtime.metrics.shed.inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"overloaded: queued {waited_ms:.0f} ms (limit {runtime.settings.max_queue_ms:.0f})",
+            headers={"Retry-After": "1"},
+        )
+
 
 _bearer = HTTPBearer(auto_error=False, description="REELREC_ADMIN_TOKEN")
 

@@ -5,6 +5,7 @@ Names (all prefixed `reelrec_`):
 - `feed_stage_seconds{stage}` histogram: retrieve, filter, rank, rerank, total
 - `feed_candidates{stage}` histogram: retrieved, after_filter, ranked, returned
 - `feed_filtered_total{reason}`: candidates removed per filter
+- `feed_shed_total`: feed requests refused with 503 because they queued too long
 - `events_accepted_total`, `events_rejected_total{reason}`
 - `model_version` gauge, `model_swaps_total`, `model_swap_failures_total{reason}`
 """
@@ -44,6 +45,9 @@ class ServerMetrics:
         )  # fmt: skip
         self.filtered = Counter(
             "reelrec_feed_filtered", "Candidates removed by each filter", ["reason"], registry=r
+        )
+        self.shed = Counter(
+            "reelrec_feed_shed", "Feed requests refused (503) after waiting too long", registry=r
         )
         self.events_accepted = Counter(
             "reelrec_events_accepted", "Events appended to the event log", registry=r

@@ -82,6 +82,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        scope.setdefault("state", {})["arrival"] = start  # read by the load-shedding check
         status = 500
 
         async def send_wrapper(message: Message) -> None:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     # Limits.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # Load shedding: a feed request that waited longer than this for a handler thread gets a
+    # fast 503 instead of being computed for a client that has likely given up.
+    max_queue_ms: float = Field(default=1000.0, gt=0)
 
     @field_validator("admin_token")
     @classmethod

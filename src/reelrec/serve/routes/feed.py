@@ -5,9 +5,15 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from reelrec.serve.deps import MetricsDep, ServedDep, UsersDep
+from reelrec.serve.deps import (
+    MetricsDep,
+    RuntimeDep,
+    ServedDep,
+    UsersDep,
+    shed_if_queued_too_long,
+)
 from reelrec.serve.pipeline import FeedResult
 from reelrec.serve.schemas import (
     CandidateCounts,
@@ -69,12 +75,15 @@ def to_response(user_id: int, result: FeedResult, served: Served, debug: bool) -
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
 )
 def get_feed(
+    request: Request,
+    runtime: RuntimeDep,
     served: ServedDep,
     users: UsersDep,
     metrics: MetricsDep,
     query: Annotated[FeedQuery, Query()],
 ) -> FeedResponse:
     """A feed page: retrieve, filter, rank and re-rank; unknown users get a cold-start page."""
+    shed_if_queued_too_long(request, runtime)
     now_ms = int(time.time() * 1000)
     snapshot = users.snapshot(query.user_id, now_ms)
     result = served.pipeline.recommend(query.user_id, query.n, snapshot, now_ms, query.tab)
