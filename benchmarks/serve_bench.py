@@ -214,12 +214,12 @@ def _swaps(base: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def start_server(store_root: Path, port: int, work: Path) -> subprocess.Popen[bytes]:
+def start_server(store_root: Path, port: int, work: Path, workers: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, REELREC_POLL_INTERVAL_S="0.5", REELREC_DEVICE="cpu")
     env.pop("REELREC_ADMIN_TOKEN", None)
     db = work / "events.sqlite"
     cmd = [sys.executable, "-m", "reelrec.cli", "serve", "--model", str(store_root),
-           "--port", str(port), "--events-db", str(db)]  # fmt: skip
+           "--port", str(port), "--events-db", str(db), "--workers", str(workers)]  # fmt: skip
     log = open(work / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
@@ -251,6 +251,10 @@ def main() -> None:
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--work", type=Path, default=Path("runs/serve_bench"))
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="server processes (each keeps its own user state: seen-filters are per worker)",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="write results as JSON")
     p.add_argument("--loadgen", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -271,7 +275,7 @@ def main() -> None:
     users_file = work / "users.npy"
     np.save(users_file, user_pool(model))
     base = f"http://127.0.0.1:{args.port}"
-    server = start_server(store_root, args.port, work)
+    server = start_server(store_root, args.port, work, args.workers)
     rows: list[dict[str, Any]] = []
     try:
         for rate in [float(r) for r in args.rates.split(",")]:
@@ -306,9 +310,11 @@ def main() -> None:
         "candidates_ranked": flops["candidates"],
         "flops": flops,
         "cpu_count": os.cpu_count(),
+        "server_workers": args.workers,
     }
     table = Table(
-        title=f"serve_bench: GET /v1/feed n={N_PER_PAGE}, new version every {args.publish_every:g}s"
+        title=f"serve_bench: GET /v1/feed n={N_PER_PAGE}, {args.workers} worker(s), "
+        f"new version every {args.publish_every:g}s"
     )
     for col in (
         "target rps",
