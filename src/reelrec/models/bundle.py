@@ -7,10 +7,21 @@ Files (all listed with sha256 in manifest.json; no pickle anywhere):
                             counters of users and items at the end of training
     retriever.<name>.safetensors   one per retriever
     items.parquet, users.parquet   the catalog and the user profiles
+
+A *delta* version (kind `reelrec-bundle-delta`, written by the online trainer into a model
+store) names its parent in the manifest and holds only what changed since it:
+    embeddings.delta.safetensors   rows touched and ids evicted since the parent
+                                   (`EmbeddingCollection.export_delta`)
+    ranker.safetensors             dense weights (only when they changed)
+    state.delta.safetensors        serving-state rows of the users and items seen since
+    retriever.<name>.safetensors   retrievers that learned online (e.g. trending)
+A delta is loaded on top of its parent chain down to the nearest full version (`load_feed_model`
+resolves the chain; `FeedBundle.with_deltas` applies new deltas to a loaded model).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from dataclasses import asdict
@@ -33,6 +44,7 @@ from reelrec.models.ranker import Ranker, RankerConfig, ScoreFusion
 from reelrec.store.manifest import Manifest, read_file, read_manifest, write_model_dir
 
 KIND = "reelrec-bundle"
+DELTA_KIND = "reelrec-bundle-delta"
 # feature -> table: histories share the item and author tables with the candidate.
 FEATURE_TABLES = {
     "user_id": "user",
@@ -79,14 +91,35 @@ def save_bundle(
     version: int = 1,
 ) -> Manifest:
     """Write a complete model directory atomically."""
-    emb_tensors, emb_meta = ranker.embeddings.state()
-    dense = {
+    files, config = bundle_files(
+        builder=builder, ranker=ranker, tables=tables, state=state, retrievers=retrievers,
+        info=info,
+    )  # fmt: skip
+    return write_model_dir(path, files, kind=KIND, config=config, version=version)
+
+
+def dense_state(ranker: Ranker) -> dict[str, torch.Tensor]:
+    """The ranker's dense weights (everything but the embedding tables), on the cpu."""
+    return {
         k: v.detach().cpu().contiguous()
         for k, v in ranker.state_dict().items()
         if not k.startswith("embeddings.")
     }
+
+
+def bundle_files(
+    *,
+    builder: FeatureBuilder,
+    ranker: Ranker,
+    tables: list[EmbeddingTableConfig],
+    state: ServingState,
+    retrievers: list[Any],
+    info: dict[str, Any],
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """(file name -> bytes, manifest config) of a complete model directory."""
+    emb_tensors, emb_meta = ranker.embeddings.state()
     files = {
-        "ranker.safetensors": st_save(dense),
+        "ranker.safetensors": st_save(dense_state(ranker)),
         "embeddings.safetensors": st_save(
             {k: v.detach().cpu().contiguous() for k, v in emb_tensors.items()}
         ),
@@ -110,7 +143,7 @@ def save_bundle(
         "fusion": asdict(ScoreFusion()),
         "train": info,
     }
-    return write_model_dir(path, files, kind=KIND, config=_jsonable(config), version=version)
+    return files, _jsonable(config)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -118,7 +151,11 @@ def _jsonable(obj: Any) -> Any:
 
 
 class FeedBundle:
-    """A loaded model directory; satisfies `reelrec.models.api.FeedModel`."""
+    """A loaded model directory; satisfies `reelrec.models.api.FeedModel`.
+
+    `path` is a full model directory; `load_feed_model` also accepts a delta version in a
+    model store and loads its chain.
+    """
 
     def __init__(self, path: Path, device: torch.device | None = None) -> None:
         self.path = Path(path)
@@ -130,6 +167,7 @@ class FeedBundle:
         self.version = self.manifest.version
         items = pq.read_table(io.BytesIO(self._read("items.parquet")))
         users = pq.read_table(io.BytesIO(self._read("users.parquet")))
+        self.items = items
         self.builder = FeatureBuilder.from_config(FeatureConfig(**cfg["features"]), items, users)
         self.catalog: ItemCatalog = self.builder.catalog_
         self.tables = [EmbeddingTableConfig.from_dict(t) for t in cfg["tables"]]
@@ -144,17 +182,78 @@ class FeedBundle:
         self.retrievers: list[Retriever] = [
             self._load_retriever(r, items) for r in cfg["retrievers"]
         ]
+        self._retriever_meta = {r["name"]: r for r in cfg["retrievers"]}
+
+    # ------------------------------------------------------------------ deltas
+    def apply_delta(self, path: Path) -> None:
+        """Apply one delta version (its parent must be this model's version), in place.
+
+        Not for a model that is serving requests: see `with_deltas`.
+        """
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.kind != DELTA_KIND:
+            raise IntegrityError(f"{path}: holds a {manifest.kind!r}, not a {DELTA_KIND!r}")
+        if manifest.parent != self.version:
+            raise IntegrityError(
+                f"{path}: delta version {manifest.version} has parent {manifest.parent}, "
+                f"this model is version {self.version}"
+            )
+        names = {e.name for e in manifest.files}
+
+        def read(name: str) -> bytes:
+            return read_file(path, manifest, name)
+
+        self.ranker.embeddings.apply_delta(read("embeddings.delta.safetensors"))
+        if "ranker.safetensors" in names:
+            self.ranker.load_state_dict(st_load(read("ranker.safetensors")), strict=False)
+        if "state.delta.safetensors" in names:
+            part = ServingState.from_tensors(st_load(read("state.delta.safetensors")))
+            self.state = merge_state(self.state, part)
+        for i, r in enumerate(self.retrievers):
+            name = f"retriever.{r.name}.safetensors"
+            if name in names and r.name in self._retriever_meta:
+                entry = dict(self._retriever_meta[r.name])
+                entry["meta"] = manifest.extra.get("retriever_meta", {}).get(r.name, entry["meta"])
+                self.retrievers[i] = self._load_retriever(entry, self.items, read(name))
+        self.version = manifest.version
+        self.path = path
+        self.manifest = manifest
+
+    def copy(self) -> FeedBundle:
+        """An independent copy of the parts deltas change (ranker, state, retrievers); the
+        builder, catalog and item table are shared (deltas never change them)."""
+        twin = copy.copy(self)
+        twin.ranker = make_ranker(self.ranker.config, self.tables, self.device)
+        tensors, meta = self.ranker.embeddings.state()
+        twin.ranker.embeddings.load_state(tensors, meta)
+        twin.ranker.load_state_dict(dense_state(self.ranker), strict=False)
+        twin.ranker.eval()
+        twin.retrievers = list(self.retrievers)
+        return twin
+
+    def with_deltas(self, paths: list[Path]) -> FeedBundle:
+        """A new model: a copy of this one with the deltas applied in order (this one keeps
+        serving untouched, so a hot swap never changes a model under a running request)."""
+        twin = self.copy()
+        for p in paths:
+            twin.apply_delta(p)
+        return twin
 
     def _read(self, name: str) -> bytes:
         return read_file(self.path, self.manifest, name)
 
-    def _load_retriever(self, entry: dict[str, Any], items: pa.Table) -> Retriever:
+    def _load_retriever(
+        self, entry: dict[str, Any], items: pa.Table, data: bytes | None = None
+    ) -> Retriever:
         from reelrec.models import retrieval
 
         cls = getattr(retrieval, entry["class"], None)
         if cls is None or entry["class"] not in retrieval.__all__:
             raise IntegrityError(f"{self.path}: unknown retriever class {entry['class']!r}")
-        tensors = st_load(self._read(f"retriever.{entry['name']}.safetensors"))
+        if data is None:
+            data = self._read(f"retriever.{entry['name']}.safetensors")
+        tensors = st_load(data)
         return cls.from_state(tensors, entry["meta"], items)  # type: ignore[no-any-return]
 
     @torch.no_grad()
@@ -195,6 +294,70 @@ class FeedBundle:
         return h[h >= 0]
 
 
+def merge_state(base: ServingState, update: ServingState) -> ServingState:
+    """`base` with the rows of `update` added or replaced (users and items by raw id)."""
+    users = np.union1d(base.user_ids, update.user_ids).astype(np.int64)
+    items = np.union1d(base.item_ids, update.item_ids).astype(np.int64)
+    ub, uu = np.searchsorted(users, base.user_ids), np.searchsorted(users, update.user_ids)
+    ib, iu = np.searchsorted(items, base.item_ids), np.searchsorted(items, update.item_ids)
+
+    def put(shape_tail: tuple[int, ...], fill: int, a: np.ndarray, b: np.ndarray,
+            n: int, pa_: np.ndarray, pb: np.ndarray) -> np.ndarray:  # fmt: skip
+        out = np.full((n, *shape_tail), fill, np.int64)
+        out[pa_] = a
+        out[pb] = b
+        return out
+
+    return ServingState(
+        user_ids=users,
+        hist=put(base.hist.shape[1:], -1, base.hist, update.hist, users.size, ub, uu),
+        user_n=put((), 0, base.user_n, update.user_n, users.size, ub, uu),
+        user_pos=put(base.user_pos.shape[1:], 0, base.user_pos, update.user_pos, users.size, ub, uu),
+        item_ids=items,
+        item_n=put((), 0, base.item_n, update.item_n, items.size, ib, iu),
+        item_pos=put(base.item_pos.shape[1:], 0, base.item_pos, update.item_pos, items.size, ib, iu),
+    )  # fmt: skip
+
+
+def state_rows(state: ServingState, user_ids: np.ndarray, item_ids: np.ndarray) -> ServingState:
+    """The rows of these users and items (ids absent from `state` are skipped)."""
+
+    def pick(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        ids = np.unique(ids)
+        idx = np.clip(np.searchsorted(universe, ids), 0, max(universe.size - 1, 0))
+        return idx[universe[idx] == ids] if universe.size else idx[:0]
+
+    u, v = pick(state.user_ids, user_ids), pick(state.item_ids, item_ids)
+    return ServingState(
+        state.user_ids[u], state.hist[u], state.user_n[u], state.user_pos[u],
+        state.item_ids[v], state.item_n[v], state.item_pos[v],
+    )  # fmt: skip
+
+
+def delta_chain(path: Path) -> tuple[Path, list[Path]]:
+    """(the full version, [the deltas from it up to `path`, oldest first]) for a version
+    folder in a model store; a full model directory is its own chain."""
+    from reelrec.store.versions import version_dir_name
+
+    path = Path(path)
+    deltas: list[Path] = []
+    manifest = read_manifest(path, verify=False)
+    while manifest.kind == DELTA_KIND:
+        deltas.append(path)
+        if manifest.parent is None:
+            raise IntegrityError(f"{path}: delta version without a parent")
+        path = path.parent / version_dir_name(manifest.parent)
+        if not path.is_dir():
+            raise IntegrityError(f"{deltas[-1]}: parent version folder {path} is missing")
+        manifest = read_manifest(path, verify=False)
+    return path, deltas[::-1]
+
+
 def load_feed_model(path: Path, device: torch.device | None = None) -> FeedBundle:
-    """Load and verify a model directory written by `reelrec train`."""
-    return FeedBundle(path, device)
+    """Load and verify a model directory written by `reelrec train`, or a version folder of a
+    model store (a delta version loads its chain down to the nearest full version)."""
+    base, deltas = delta_chain(Path(path))
+    bundle = FeedBundle(base, device)
+    for d in deltas:
+        bundle.apply_delta(d)
+    return bundle

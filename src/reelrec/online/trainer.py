@@ -1,0 +1,175 @@
+"""`OnlineTrainer`: learn a loaded model from a stream of events, predicting each batch first.
+
+One `learn(batch)`:
+1. features from the trainer's `ServingState` (each user's history and the causal counters
+   continue from where the model's data ended; new users and items join);
+2. one forward pass in train mode: its predictions come from the model *before* this batch's
+   update, so they are the progressive-validation predictions (recorded per task);
+3. backward: the embedding rows update inside it (fused row-wise optimizer; new ids are
+   admitted), the dense layers through Adam;
+4. the state moves past the batch; the trending retriever takes the events.
+
+Everything that the next `learn` depends on is in `checkpoint_files()` (embedding tables with
+their host metadata and RNG counters, Adam's moments, the serving state, the counters), so a
+trainer restored from it continues bit-identically on the same device and thread count.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from reelrec.device import autocast
+from reelrec.errors import IntegrityError
+from reelrec.features.history import ServingState
+from reelrec.models.bundle import FeedBundle
+from reelrec.models.retrieval import TrendingRetriever
+from reelrec.online.metrics import ProgressiveMetrics
+from reelrec.serve.eventlog import LogBatch
+from reelrec.train.loop import dense_parameters
+
+CHECKPOINT_FILES = (
+    "trainer.embeddings.safetensors",
+    "trainer.optim.safetensors",
+    "trainer.state.safetensors",
+)
+
+
+class OnlineTrainer:
+    """Predict-then-learn over event batches, on top of a loaded `FeedBundle`.
+
+    Args:
+        bundle: the model to continue (its ranker, builder, state and retrievers are used and
+            updated in place).
+        lr: Adam learning rate of the dense layers.
+        device: where the ranker lives (the bundle's device).
+        metrics: progressive-validation metrics to feed (default: a rolling window).
+
+    Attributes:
+        offset: the offset of the last event learned.
+        learned: events learned so far (over the whole lineage of the model).
+        offset_sum: sum of the offsets learned (with `learned`, detects lost or repeated
+            events in tests).
+    """
+
+    def __init__(
+        self,
+        bundle: FeedBundle,
+        *,
+        lr: float = 2e-3,
+        device: torch.device | None = None,
+        metrics: ProgressiveMetrics | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.ranker = bundle.ranker
+        self.device = device or torch.device("cpu")
+        self.optimizer = torch.optim.Adam(dense_parameters(self.ranker), lr=lr)
+        self.metrics = metrics or ProgressiveMetrics(bundle.builder.config_.tasks)
+        self.offset = 0
+        self.learned = 0
+        self.offset_sum = 0
+        self.trending = next(
+            (r for r in bundle.retrievers if isinstance(r, TrendingRetriever)), None
+        )
+        self._touched_users: list[np.ndarray] = []
+        self._touched_items: list[np.ndarray] = []
+
+    @property
+    def state(self) -> ServingState:
+        return self.bundle.state
+
+    def learn(self, batch: LogBatch) -> np.ndarray:
+        """Predict, record, learn one batch (events in offset order). Returns the
+        predictions (N, T) made before learning."""
+        events = batch.events
+        if events.num_rows == 0:
+            return np.zeros((0, len(self.ranker.config.tasks)), np.float32)
+        frame, state = self.bundle.builder.transform(events, self.bundle.state)
+        self.ranker.train()
+        self.ranker.embeddings.set_time(int(frame.timestamp_ms.max()))
+        with autocast(self.device):
+            out = self.ranker(frame.batch(slice(None)).to(self.device, non_blocking=True))
+        probs = out.probabilities().detach().cpu().numpy()
+        assert frame.labels is not None and out.loss is not None
+        self.metrics.update(frame.labels, probs, frame.user_id)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()  # also applies the fused embedding-row updates
+        self.optimizer.step()
+        self.bundle.state = state
+        if self.trending is not None:
+            self.trending.partial_fit(events)
+        self._touched_users.append(frame.user_id)
+        self._touched_items.append(frame.item_id)
+        self.offset = int(batch.offsets[-1])
+        self.learned += int(batch.offsets.size)
+        self.offset_sum += int(batch.offsets.sum())
+        return probs
+
+    def take_touched(self) -> tuple[np.ndarray, np.ndarray]:
+        """Users and items seen since the last call (what a state delta must carry)."""
+        users = np.unique(np.concatenate(self._touched_users)) if self._touched_users else None
+        items = np.unique(np.concatenate(self._touched_items)) if self._touched_items else None
+        self._touched_users, self._touched_items = [], []
+        empty = np.zeros(0, np.int64)
+        return (users if users is not None else empty), (items if items is not None else empty)
+
+    # ------------------------------------------------------------------ checkpoint
+    def counters(self) -> dict[str, Any]:
+        # offset_sum can pass int64 with stream offsets: JSON keeps it as an exact string.
+        return {"offset": self.offset, "learned": self.learned, "offset_sum": str(self.offset_sum)}
+
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """The exact trainer state (see module docstring), as safetensors files."""
+        emb, meta = self.ranker.embeddings.state()
+        opt_state = self.optimizer.state_dict()["state"]
+        optim = {
+            f"{i}.{k}": v.detach().cpu().contiguous()
+            for i, st in opt_state.items()
+            for k, v in st.items()
+            if isinstance(v, torch.Tensor)
+        }
+        return {
+            "trainer.embeddings.safetensors": st_save(
+                {k: v.contiguous() for k, v in emb.items()}, metadata={"meta": json.dumps(meta)}
+            ),
+            "trainer.optim.safetensors": st_save(optim),
+            "trainer.state.safetensors": st_save(self.bundle.state.tensors()),
+        }
+
+    def restore(self, files: dict[str, bytes], counters: dict[str, Any]) -> None:
+        """Load `checkpoint_files()` output and `counters()` (from a version's manifest)."""
+        try:
+            emb_blob = files["trainer.embeddings.safetensors"]
+            meta = json.loads(_metadata(emb_blob)["meta"])
+            self.ranker.embeddings.load_state(st_load(emb_blob), meta)
+            optim = st_load(files["trainer.optim.safetensors"])
+            sd = self.optimizer.state_dict()
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in optim.items():
+                i, name = key.split(".", 1)
+                state.setdefault(int(i), {})[name] = value
+            self.optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+            self.bundle.state = ServingState.from_tensors(
+                st_load(files["trainer.state.safetensors"])
+            )
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise IntegrityError(f"trainer checkpoint: {type(e).__name__}: {e}") from e
+        self.set_counters(counters)
+
+    def set_counters(self, counters: dict[str, Any]) -> None:
+        self.offset = int(counters.get("offset", 0))
+        self.learned = int(counters.get("learned", 0))
+        self.offset_sum = int(counters.get("offset_sum", 0))
+
+
+def _metadata(blob: bytes) -> dict[str, str]:
+    """The JSON header's __metadata__ of safetensors bytes."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    meta: dict[str, str] = header.get("__metadata__", {})
+    return meta
