@@ -117,12 +117,14 @@ class ModelHolder:
         manifest = read_manifest(cand.path, verify=True)
         if cand.version is not None and manifest.version != cand.version:
             raise ValueError(f"manifest version {manifest.version} in folder v{cand.version:08d}")
-        loader = self._loader
-        if loader is None:
-            from reelrec.models import load_feed_model
+        model = self._from_deltas(cand, manifest.kind)
+        if model is None:
+            loader = self._loader
+            if loader is None:
+                from reelrec.models import load_feed_model
 
-            loader = load_feed_model
-        model = loader(cand.path, self.device)
+                loader = load_feed_model
+            model = loader(cand.path, self.device)
         pipeline = FeedPipeline(model, self.pipeline_cfg)
         # Warm-up: one cold-start feed through every stage, so a model that loads but cannot
         # rank is refused here instead of failing live requests (and first-call costs are paid).
@@ -131,6 +133,22 @@ class ModelHolder:
         return Served(
             pipeline=pipeline, version=pipeline.version, path=cand.path, loaded_at=time.time()
         )
+
+    def _from_deltas(self, cand: _Candidate, kind: str) -> FeedModel | None:
+        """A delta version (online trainer) whose chain reaches the served version: apply the
+        deltas to a copy of the served model (seconds-level sync without a full load). None
+        when a full load is needed (a full version, or the chain does not reach us)."""
+        from reelrec.models.bundle import DELTA_KIND, FeedBundle, delta_chain
+
+        current = self.current
+        served = current.pipeline.model if current is not None else None
+        if kind != DELTA_KIND or not isinstance(served, FeedBundle) or self.store is None:
+            return None
+        _, chain = delta_chain(cand.path)
+        todo = [p for p in chain if int(p.name[1:]) > served.version]
+        if not todo or read_manifest(todo[0], verify=False).parent != served.version:
+            return None
+        return served.with_deltas(todo)
 
     def check_now(self) -> SwapResult:
         """Look for a newer version; load, verify and swap it in. Never raises."""
