@@ -133,5 +133,69 @@ def demo(
     run_demo(DemoConfig(out=out, seed=seed, device=device, small=small))
 
 
+@app.command()
+@user_errors
+def online(
+    model: Annotated[Path, typer.Option(help="trained model directory (the store's base)")],
+    events: Annotated[str, typer.Option(help="SQLite event log path or redis://HOST:PORT/DB")],
+    store: Annotated[Path, typer.Option(help="model store folder to publish versions into")],
+    publish_every: Annotated[str, typer.Option(help="publish interval, e.g. 2s, 500ms")] = "2s",
+    batch_size: int = 512,
+    compact_every: Annotated[int, typer.Option(help="a full version every K deltas")] = 20,
+    keep: Annotated[int, typer.Option(help="versions kept (plus pinned ones, chains)")] = 30,
+    full_batches_only: Annotated[
+        bool, typer.Option(help="never learn partial batches (exactly reproducible runs)")
+    ] = False,
+    until_offset: Annotated[int | None, typer.Option(help="stop after this offset")] = None,
+    idle_exit: Annotated[float | None, typer.Option(help="stop after N idle seconds")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Learn from the event log online; publish delta versions to a model store."""
+    from reelrec.online import OnlineConfig, parse_seconds, run_online
+
+    cfg = OnlineConfig(
+        model=model, events=events, store=store, publish_every_s=parse_seconds(publish_every),
+        batch_size=batch_size, compact_every=compact_every, keep=keep,
+        partial_after_s=None if full_batches_only else 0.05, until_offset=until_offset,
+        idle_exit_s=idle_exit, metrics_port=metrics_port, threads=threads, device=device,
+    )  # fmt: skip
+    summary = run_online(cfg)
+    err.print(
+        f"learned {summary.learned:,} events up to offset {summary.offset}; "
+        f"published {len(summary.versions)} versions; {summary.events_per_s:,.0f} events/s"
+    )
+
+
+@app.command()
+@user_errors
+def replay(
+    dataset: Annotated[DatasetName, typer.Option(help="input format")],
+    data: Annotated[Path, typer.Option(help="input folder or file")],
+    model: Annotated[Path, typer.Option(help="model directory written by `reelrec train`")],
+    start: DateOpt = None,
+    end: DateOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write metrics JSON")] = None,
+    batch_size: int = 512,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Stream a historical window through the online trainer: online vs frozen metrics."""
+    from reelrec.online.replay import ReplayConfig, replay_command
+
+    replay_command(
+        ReplayConfig(
+            dataset=dataset,
+            data=data,
+            model=model,
+            start=start,
+            end=end,
+            json_out=json_out,
+            batch_size=batch_size,
+            device=device,
+        )  # fmt: skip
+    )
+
+
 if __name__ == "__main__":
     app()
