@@ -74,7 +74,9 @@ def evaluate_bundle(
 ) -> EvalResult:
     """Rank-evaluate the rows of `full` from index `n_history` on; retrieval over the catalog."""
     builder = FeatureBuilder.from_config(bundle.builder.config_, full.items, full.users)
-    frame, _ = builder.transform(full.events)
+    ts = full.events.column("timestamp_ms")
+    cutoff = int(ts[n_history].as_py()) if n_history < full.events.num_rows else None
+    frame, _ = builder.transform(full.events, freeze_users_from_ms=cutoff)
     test = frame.take(slice(n_history, None))
     probs, watch = predict(bundle.ranker, test, batch_size, bundle.device)
     tasks = bundle.builder.config_.tasks

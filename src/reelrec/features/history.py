@@ -35,18 +35,20 @@ class CausalFeatures:
     """Per-event features, (N, ...) aligned with the input events."""
 
     hist: np.ndarray  # (N, L) local item index, -1 padded at the end, oldest first
-    user_n: np.ndarray  # (N,) prior events of the user
-    user_pos: np.ndarray  # (N, T) prior positives per task
+    user_n: np.ndarray  # (N,) the user's events before the event's (UTC) day
+    user_pos: np.ndarray  # (N, T) and their positives per task
     item_n: np.ndarray  # (N,)
     item_pos: np.ndarray  # (N, T)
 
 
 @numba.njit(cache=True, nogil=True)
 def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_pos, item_n,
-                 item_pos, out_hist, out_user_n, out_user_pos, out_item_n, out_item_pos):  # fmt: skip
+                 item_pos, out_hist, out_user_n, out_user_pos, out_item_n, out_item_pos,
+                 snap_day, snap_n, snap_pos, freeze_ms):  # fmt: skip
     n = ts.shape[0]
     L = hist.shape[1]
     T = labels.shape[1]
+    day_ms = 86_400_000
     i = 0
     while i < n:
         j = i
@@ -57,10 +59,18 @@ def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_
             h = hist_len[u]
             for s in range(L):
                 out_hist[k, s] = hist[u, s] if s < h else -1
-            out_user_n[k] = user_n[u]
+            day = ts[k] // day_ms
+            # The user's counters as of the start of the event's day, and never later than
+            # freeze_ms: from then on they hold still (see causal_features).
+            if snap_day[u] != day and (ts[k] < freeze_ms or snap_day[u] < 0):
+                snap_day[u] = day
+                snap_n[u] = user_n[u]
+                for t in range(T):
+                    snap_pos[u, t] = user_pos[u, t]
+            out_user_n[k] = snap_n[u]
             out_item_n[k] = item_n[v]
             for t in range(T):
-                out_user_pos[k, t] = user_pos[u, t]
+                out_user_pos[k, t] = snap_pos[u, t]
                 out_item_pos[k, t] = item_pos[v, t]
         for k in range(i, j):  # then learn from the events at this timestamp
             u, v = user[k], item[k]
@@ -91,11 +101,19 @@ def causal_features(
     n_items: int,
     history_len: int,
     start: CausalState | None = None,
+    freeze_users_from_ms: int | None = None,
 ) -> tuple[CausalFeatures, CausalState]:
     """Run the causal pass. `user`/`item` are local indices (0..n-1), events sorted by ts.
 
     `positive` (N,) bool marks events that enter the history; `labels` (N, T) int counts.
     `start` continues from an earlier state (its arrays must be sized n_users / n_items).
+
+    User counters are snapshots taken at the start of each day, and from
+    `freeze_users_from_ms` on they stop moving: a model scores a user's events after its
+    training cut-off with the user's counters as of that cut-off, as a server does. Counters
+    that move with a user's last reactions swing the ranking *within* that user with
+    regression to the mean (measured on KuaiRand: per-user AUC 0.23-0.33 for the user's own
+    rates), while held still they only set the user's level.
     """
     n, n_tasks = labels.shape
     if start is None:
@@ -123,6 +141,9 @@ def causal_features(
         np.ascontiguousarray(labels, dtype=np.int64),
         state.hist, hist_len, state.user_n, state.user_pos, state.item_n, state.item_pos,
         out.hist, out.user_n, out.user_pos, out.item_n, out.item_pos,
+        np.full(n_users, -1, np.int64), np.zeros(n_users, np.int64),
+        np.zeros((n_users, n_tasks), np.int64),
+        np.int64(freeze_users_from_ms if freeze_users_from_ms is not None else np.iinfo(np.int64).max),
     )  # fmt: skip
     return out, state
 
