@@ -44,7 +44,7 @@ class ReplayConfig:
     end: str | None = None
     json_out: Path | None = None
     batch_size: int = 512
-    lr: float = 2e-3
+    lr: float = 1e-4  # dense Adam: small, a fresh Adam would jolt a converged model
     device: str = "auto"
     seed: int = 0
 
@@ -71,7 +71,7 @@ class ReplayResult:
 
 
 def replay(
-    events: Any, model: Path, device: torch.device, batch_size: int = 512, lr: float = 2e-3
+    events: Any, model: Path, device: torch.device, batch_size: int = 512, lr: float = 1e-4
 ) -> ReplayResult:
     """Events (EVENT_SCHEMA, time order) through an online and a frozen copy of `model`."""
     online = load_feed_model(model, device)

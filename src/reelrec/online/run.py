@@ -61,7 +61,7 @@ class OnlineConfig:
     store: Path
     publish_every_s: float = 2.0
     batch_size: int = 512
-    lr: float = 2e-3
+    lr: float = 1e-4  # dense Adam: small, a fresh Adam would jolt a converged model
     compact_every: int = 20
     keep: int = 30
     partial_after_s: float | None = 0.05

@@ -61,7 +61,7 @@ class OnlineTrainer:
         self,
         bundle: FeedBundle,
         *,
-        lr: float = 2e-3,
+        lr: float = 1e-4,
         device: torch.device | None = None,
         metrics: ProgressiveMetrics | None = None,
     ) -> None:
