@@ -22,7 +22,7 @@ def _setup(n_events: int = 800):  # type: ignore[no-untyped-def]
     c = fb.config_
     cfg = RankerConfig(tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names),
                        n_dense=c.n_dense, history_len=5, embedding_dim=8)  # fmt: skip
-    return make_ranker(cfg, ranker_tables(8, 0.05, 0)), frame, cfg
+    return make_ranker(cfg, ranker_tables(cfg, 0.05, 0)), frame, cfg
 
 
 def test_forward_shapes_and_loss_only_with_labels() -> None:

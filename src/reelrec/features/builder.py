@@ -5,8 +5,9 @@ Feature groups (F = number of categorical fields, L = history length, T = tasks)
                hist_item / hist_author (the last L positives before the event: sequences)
 - "fields" (one shared table, ids salted by field): tab, hour, weekday, duration bucket,
                age-since-upload bucket, every extra item column and every extra user column
-- dense:       log duration, unknown-duration flag, log age, and causal counters of the user
-               and the item (prior events, smoothed prior positive rate per task), history fill
+- dense:       log duration, unknown-duration flag, log age, causal counters of the user
+               and the item (prior events, smoothed prior positive rate per task), and how many
+               of the user's recent long views share the candidate's author / first tag
 
 Everything is computed from information before the event's timestamp (see history.py);
 the event's own watch time and labels are only ever targets.
@@ -61,7 +62,7 @@ class FeatureConfig:
 
     @property
     def n_dense(self) -> int:
-        return 3 + 2 * (1 + len(self.tasks)) + 1
+        return 3 + 2 * (1 + len(self.tasks)) + 2
 
     @property
     def all_tasks(self) -> list[str]:
@@ -313,8 +314,12 @@ class FeatureBuilder:
             cat.author_id[np.maximum(hist_pos, 0)] if len(cat) else -1,
             -1,
         )
+        hist_tag = np.where(hist_pos >= 0, cat.first_tag(np.maximum(hist_pos, 0)), -1) if len(cat) else hist_pos
+        tag = np.where(known, cat.first_tag(safe), -2) if len(cat) else np.full_like(items, -2)
+        same_author = ((hist_author == author[:, None]) & (author[:, None] >= 0)).sum(axis=1)
+        same_tag = ((hist_tag == tag[:, None]) & (tag[:, None] >= 0)).sum(axis=1)
         dense = self._dense(dur_s, duration > 0, age_h * has_upload, user_n, user_pos, item_n,
-                            item_pos_counts, (hist_item >= 0).sum(axis=1))  # fmt: skip
+                            item_pos_counts, same_author, same_tag)  # fmt: skip
         if standardise:
             dense = (dense - np.asarray(cfg.dense_mean, np.float32)) / np.asarray(
                 cfg.dense_std, np.float32
@@ -333,7 +338,7 @@ class FeatureBuilder:
             timestamp_ms=ts.astype(np.int64),
         )
 
-    def _dense(self, dur_s, dur_known, age_h, user_n, user_pos, item_n, item_pos, hist_fill):  # type: ignore[no-untyped-def]
+    def _dense(self, dur_s, dur_known, age_h, user_n, user_pos, item_n, item_pos, same_author, same_tag):  # type: ignore[no-untyped-def]
         cfg = self._check()
         rates = np.asarray(cfg.global_rates, np.float64)
         user_rate = (user_pos + SMOOTHING * rates) / (user_n[:, None] + SMOOTHING)
@@ -346,7 +351,9 @@ class FeatureBuilder:
             user_rate,
             np.log1p(item_n)[:, None],
             item_rate,
-            (hist_fill / max(cfg.history_len, 1))[:, None],
+            # the user's recent long views by the candidate's author / with its first tag
+            np.log1p(same_author)[:, None],
+            np.log1p(same_tag)[:, None],
         ]
         return np.concatenate(cols, axis=1).astype(np.float32)
 

@@ -55,13 +55,28 @@ FEATURE_TABLES = {
     "music_id": "music",
     "tags": "tag",
     "fields": "fields",
+    # the wide part: one bias per task for each id, straight into the logits
+    "wide_user": "wide_user",
+    "wide_item": "wide_item",
+    "wide_author": "wide_author",
+    "wide_fields": "wide_fields",
 }
 
 
-def ranker_tables(dim: int, lr: float, seed: int) -> list[EmbeddingTableConfig]:
+def ranker_tables(
+    config: RankerConfig, lr: float, seed: int, wide_lr: float | None = None
+) -> list[EmbeddingTableConfig]:
+    """Deep tables are `embedding_dim` wide; wide tables hold one bias per head."""
     names = sorted(set(FEATURE_TABLES.values()))
     return [
-        EmbeddingTableConfig(name=n, dim=dim, optimizer="rowwise_adagrad", lr=lr, seed=seed + i)
+        EmbeddingTableConfig(
+            name=n,
+            dim=config.n_heads if n.startswith("wide_") else config.embedding_dim,
+            optimizer="rowwise_adagrad",
+            lr=(wide_lr or lr) if n.startswith("wide_") else lr,
+            seed=seed + i,
+            init_std=0.0 if n.startswith("wide_") else 0.01,
+        )
         for i, n in enumerate(names)
     ]
 

@@ -116,6 +116,10 @@ class RankerConfig:
     watch_weight: float = 0.5
 
     @property
+    def n_heads(self) -> int:
+        return len(self.tasks) + int(self.watch_task)
+
+    @property
     def input_width(self) -> int:
         # user, item, author, music, tags, attention + F fields, then dense features
         return (6 + self.n_fields) * self.embedding_dim + self.n_dense
@@ -159,7 +163,7 @@ class Ranker(nn.Module):
         self.attn_proj = nn.Linear(2 * d, d)
         self.cross = CrossNetV2(c.input_width, c.cross_layers, c.cross_rank)
         self.bottom = MLP([c.input_width, c.bottom_dim], c.dropout)
-        n_heads = len(c.tasks) + int(c.watch_task)
+        n_heads = c.n_heads
         self.mmoe = MMoE(c.bottom_dim, c.n_experts, c.expert_dims, n_heads)
         self.towers = nn.ModuleList(
             nn.Sequential(
@@ -188,10 +192,22 @@ class Ranker(nn.Module):
         x0 = torch.cat([*parts, fields.flatten(1), batch.dense], dim=1)  # (B, X)
         return x0
 
+    def wide(self, batch: Batch) -> Tensor:
+        """Per-id biases summed into each head's logit (B, heads): the logistic-regression
+        part, which learns each video's and author's own rate in a few updates."""
+        sp = batch.sparse
+        ids = {"wide_user": sp["user_id"], "wide_item": sp["item_id"], "wide_author": sp["author_id"],
+               "wide_fields": sp["fields"]}  # fmt: skip
+        return torch.stack(list(self.embeddings(KeyedJagged(ids), pooling="sum").values())).sum(0)
+
     def forward(self, batch: Batch) -> RankerOutput:
         x0 = self.features(batch)
         h = self.bottom(self.cross(x0))  # (B, bottom_dim)
-        heads = [tower(z).squeeze(-1) for tower, z in zip(self.towers, self.mmoe(h), strict=True)]
+        wide = self.wide(batch)  # (B, heads)
+        heads = [
+            tower(z).squeeze(-1) + wide[:, i]
+            for i, (tower, z) in enumerate(zip(self.towers, self.mmoe(h), strict=True))
+        ]
         n_bin = len(self.config.tasks)
         logits = torch.stack(heads[:n_bin], dim=1) if n_bin else x0.new_zeros(len(batch), 0)
         watch = F.softplus(heads[n_bin]) if self.config.watch_task else None

@@ -110,7 +110,7 @@ def train_bundle(
         history_len=cfg.history_len,
         embedding_dim=cfg.embedding_dim,
     )
-    tables = ranker_tables(cfg.embedding_dim, cfg.embedding_lr, cfg.seed)
+    tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed)
     ranker = make_ranker(ranker_cfg, tables, device)
     loop = LoopConfig(
         epochs=cfg.epochs,
