@@ -22,6 +22,7 @@ resolves the chain; `FeedBundle.with_deltas` applies new deltas to a loaded mode
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 from dataclasses import asdict
@@ -271,8 +272,10 @@ class FeedBundle:
         tensors = st_load(data)
         return cls.from_state(tensors, entry["meta"], items)  # type: ignore[no-any-return]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def rank(self, user: UserContext, item_ids: np.ndarray) -> RankOutput:
+        """Score K candidates of one user. The history is the same for all K, so the batch
+        carries it once (`shares_history`): the ranker embeds it once and attends densely."""
         item_ids = np.asarray(item_ids, dtype=np.int64)
         k = item_ids.size
         cfg = self.builder.config_
@@ -284,13 +287,19 @@ class FeedBundle:
         )
         item_n, item_pos = self.state.item_counts(item_ids)
         hist = np.full(cfg.history_len, -1, np.int64)
-        recent = np.asarray(user.history, np.int64)[-cfg.history_len :]
+        recent = np.asarray(user.history, np.int64)
+        # A live event may name an item outside the catalog: it has no author row, so its
+        # item and author sequences would disagree in length; it carries nothing to attend.
+        recent = recent[self.catalog.positions(recent) >= 0][-cfg.history_len :]
         hist[: recent.size] = recent
         frame = self.builder.assemble(
             np.full(k, user.user_id, np.int64), item_ids, self.catalog.positions(item_ids),
             np.full(k, user.now_ms, np.int64), np.full(k, user.tab, np.int64), np.zeros(k, np.int64),
             np.broadcast_to(hist, (k, cfg.history_len)), user_n, user_pos, item_n, item_pos, True,
         )  # fmt: skip
+        frame = dataclasses.replace(
+            frame, hist_item=frame.hist_item[:1], hist_author=frame.hist_author[:1]
+        )
         out = self.ranker(frame.batch(slice(None)).to(self.device))
         probs = out.probabilities()
         per_task = {t: probs[:, i] for i, t in enumerate(cfg.tasks)}

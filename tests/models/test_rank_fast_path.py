@@ -1,0 +1,157 @@
+"""The serving fast path scores exactly like the straightforward one.
+
+`FeedBundle.rank` hands the ranker one shared history row for all K candidates
+(`shares_history`) instead of K copies; the ranker then embeds the history once and runs a
+dense attention (`TargetAttention.shared`). These tests compare it with the per-row path on a
+REAL model (simulated world, real trainer) and on a small fresh ranker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from reelrec.features import FeatureBuilder
+from reelrec.models.api import UserContext
+from reelrec.models.bundle import make_ranker, ranker_tables
+from reelrec.models.ranker import RankerConfig, TargetAttention, shares_history
+from tests.conftest import make_interactions
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from reelrec.config import TrainConfig
+    from reelrec.models import load_feed_model
+    from reelrec.sim import SimConfig, write_logs
+    from reelrec.train import train_command
+
+    sim = tmp_path_factory.mktemp("sim")
+    write_logs(SimConfig(users=120, videos=500, days=2, seed=5), sim)
+    out: Path = tmp_path_factory.mktemp("models") / "model"
+    train_command(
+        TrainConfig(dataset="sim", data=sim, out=out, device="cpu", epochs=1, batch_size=512)  # type: ignore[arg-type]
+    )
+    return load_feed_model(out)
+
+
+def straightforward_rank(model: Any, user: UserContext, item_ids: np.ndarray) -> dict[str, Any]:
+    """The plain path: K candidate rows, each with its own copy of the user's history."""
+    k = item_ids.size
+    cfg = model.builder.config_
+    row = model.state.user_row(user.user_id)
+    n_tasks = len(cfg.tasks)
+    user_n = np.full(k, model.state.user_n[row] if row >= 0 else 0, np.int64)
+    user_pos = np.tile(
+        model.state.user_pos[row] if row >= 0 else np.zeros(n_tasks, np.int64), (k, 1)
+    )
+    item_n, item_pos = model.state.item_counts(item_ids)
+    hist = np.full(cfg.history_len, -1, np.int64)
+    recent = np.asarray(user.history, np.int64)
+    recent = recent[model.catalog.positions(recent) >= 0][-cfg.history_len :]  # as rank does
+    hist[: recent.size] = recent
+    frame = model.builder.assemble(
+        np.full(k, user.user_id, np.int64), item_ids, model.catalog.positions(item_ids),
+        np.full(k, user.now_ms, np.int64), np.full(k, user.tab, np.int64), np.zeros(k, np.int64),
+        np.tile(hist, (k, 1)), user_n, user_pos, item_n, item_pos, True,
+    )  # fmt: skip
+    batch = frame.batch(slice(None))
+    assert not shares_history(batch)
+    with torch.no_grad():
+        out = model.ranker(batch)
+        probs = out.probabilities()
+        per_task = {t: probs[:, i] for i, t in enumerate(cfg.tasks)}
+        score = model.fusion(per_task, out.watch)
+    tasks = {t: v.numpy() for t, v in per_task.items()}
+    if out.watch is not None:
+        tasks["watch_ratio"] = out.watch.numpy()
+    return {"score": score.numpy(), "tasks": tasks}
+
+
+def _users(model: Any) -> list[UserContext]:
+    """Users with a long, a short and no training history, and a never-seen user."""
+    state = model.state
+    lengths = (state.hist >= 0).sum(axis=1)
+    longest = int(state.user_ids[np.argmax(lengths)])
+    short = int(state.user_ids[np.flatnonzero(lengths == lengths[lengths > 0].min())[0]])
+    now = int(state.item_ids.size and 1_700_000_000_000)
+    out = [
+        UserContext(user_id=u, now_ms=now, history=model.user_history(u)) for u in (longest, short)
+    ]
+    out.append(UserContext(user_id=10**12, now_ms=now))  # cold: empty history
+    # a live history longer than history_len, with an id the model never saw
+    live = np.concatenate([model.catalog.item_id[:30], [987_654_321_987]])
+    out.append(UserContext(user_id=longest, now_ms=now, tab=1, history=live))
+    return out
+
+
+def test_rank_matches_straightforward_path_on_trained_model(model: Any) -> None:
+    ids = model.catalog.item_id[model.catalog.visible][:300].astype(np.int64)
+    ids = np.concatenate([ids, [123_456_789_123]])  # an id outside the catalog too
+    for user in _users(model):
+        fast = model.rank(user, ids)
+        ref = straightforward_rank(model, user, ids)
+        assert fast.score.shape == ids.shape
+        np.testing.assert_allclose(fast.score, ref["score"], rtol=TOL, atol=TOL)
+        assert set(fast.tasks) == set(ref["tasks"])
+        for t, v in ref["tasks"].items():
+            np.testing.assert_allclose(fast.tasks[t], v, rtol=TOL, atol=TOL)
+
+
+def test_rank_of_one_candidate_matches(model: Any) -> None:
+    """K = 1: the batch has one row either way, the per-row path is taken."""
+    ids = model.catalog.item_id[model.catalog.visible][:1].astype(np.int64)
+    user = _users(model)[0]
+    np.testing.assert_allclose(
+        model.rank(user, ids).score, straightforward_rank(model, user, ids)["score"], rtol=TOL
+    )
+
+
+def test_shared_attention_equals_jagged_attention() -> None:
+    torch.manual_seed(0)
+    att = TargetAttention(12)
+    query, keys = torch.randn(7, 12), torch.randn(5, 12)
+    row = torch.arange(7).repeat_interleave(5)
+    with torch.no_grad():
+        ref = att(query, keys.repeat(7, 1), row)
+        got = att.shared(query, keys)
+        assert torch.allclose(got, ref, atol=1e-6)
+        empty = att.shared(query, keys[:0])
+    assert empty.shape == (7, 12) and not bool(empty.any())
+
+
+def test_ranker_shared_history_batch_equals_copied_history() -> None:
+    data = make_interactions(n_events=600)
+    fb = FeatureBuilder(history_len=5).fit(data.events, data.items, data.users, data.labels)
+    frame, _ = fb.transform(data.events)
+    c = fb.config_
+    cfg = RankerConfig(tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names),
+                       n_dense=c.n_dense, history_len=5, embedding_dim=8)  # fmt: skip
+    ranker = make_ranker(cfg, ranker_tables(cfg, 0.05, 0))
+    part = frame.take(slice(0, 40))
+    full = part.batch(slice(None))
+    ranker(full)  # train mode: admit the ids
+    ranker.eval()
+    # every row gets row 7's history: once as 40 copies, once as one shared row
+    copies = dataclasses.replace(
+        part,
+        hist_item=np.repeat(part.hist_item[7:8], 40, axis=0),
+        hist_author=np.repeat(part.hist_author[7:8], 40, axis=0),
+    )
+    shared = dataclasses.replace(
+        part, hist_item=part.hist_item[7:8], hist_author=part.hist_author[7:8]
+    )
+    b_copies, b_shared = copies.batch(slice(None)), shared.batch(slice(None))
+    b_copies.labels = b_shared.labels = None
+    assert shares_history(b_shared) and not shares_history(b_copies)
+    with torch.no_grad():
+        a, b = ranker(b_copies), ranker(b_shared)
+    assert torch.allclose(a.logits, b.logits, atol=TOL)
+    assert a.watch is not None and b.watch is not None
+    assert torch.allclose(a.watch, b.watch, atol=TOL)
