@@ -18,6 +18,7 @@ from reelrec.data.records import EVENT_SCHEMA, ITEM_SCHEMA
 from reelrec.errors import ConfigError, DataError, IntegrityError, NotFittedError
 from reelrec.models.api import ItemCatalog, UserContext
 
+_NO_HISTORY = np.empty(0, np.int64)
 SCORE_CHUNK = 512  # users per scoring block: (512, N) float32 stays small at any catalog size
 
 
@@ -115,9 +116,34 @@ class BaseRetriever:
 
     def retrieve(self, user: UserContext, k: int) -> np.ndarray:
         """Up to k item ids (int64), best first. Never raises for an unknown user."""
+        if self.user_independent:
+            self._check_fitted()
+            if k < 0:
+                raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
+            return self._ranking()[:k]
         row = self.retrieve_many(np.array([user.user_id]), [user.history], user.now_ms, k)[0]
         kept: np.ndarray = row[row >= 0]
         return kept
+
+    # Retrievers whose ranking is the same for every user and moment (popular; trending,
+    # whose time decay scales all items alike) set this: `retrieve` then serves a slice of
+    # one ranking computed once per state (`_ranking`) instead of sorting the catalog per call.
+    user_independent: bool = False
+
+    def _ranking(self) -> np.ndarray:
+        """All candidate ids best first (read-only), computed on first use after a state change
+        (subclasses call `_invalidate_ranking` whenever their scores change)."""
+        ranked: np.ndarray | None = getattr(self, "_ranking_", None)
+        if ranked is None:
+            now = int(getattr(self, "ref_ms_", 0))
+            row = self.retrieve_many(np.zeros(1, np.int64), [_NO_HISTORY], now, len(self.catalog_))
+            ranked = row[0][row[0] >= 0]
+            ranked.flags.writeable = False
+            self._ranking_ = ranked
+        return ranked
+
+    def _invalidate_ranking(self) -> None:
+        self._ranking_: np.ndarray | None = None
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, JSON-able meta) for a safetensors file; `from_state` rebuilds."""

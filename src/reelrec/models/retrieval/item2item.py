@@ -9,6 +9,7 @@ import pyarrow as pa
 import torch
 
 from reelrec.errors import ConfigError
+from reelrec.models.api import UserContext
 from reelrec.models.retrieval._base import BaseRetriever, positives, require
 
 HOUR_MS = 3_600_000
@@ -111,33 +112,54 @@ class ItemToItemRetriever(BaseRetriever):
         self.neighbour_ids_[row, rank] = ids[b]
         self.neighbour_scores_[row, rank] = sim
 
-    def _score(self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int) -> np.ndarray:
-        n = len(self.catalog_)
-        out = np.zeros((user_ids.size, n), dtype=np.float64)
-        # Flatten (user row, history item, recency weight) then scatter the neighbour lists.
+    def _contributions(
+        self, histories: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user row, catalog position, score) (C,) of every neighbour of every recent
+        history item, in history order: a user's score for an item is the sum of its rows."""
+        # Flatten (user row, history item, recency weight) then expand the neighbour lists.
         rows, items, weights = [], [], []
         for r, h in enumerate(histories):
             recent = h[-self.history_len :][::-1]  # most recent first
             rows.append(np.full(recent.size, r, dtype=np.int64))
             items.append(recent)
             weights.append(self.recency_decay ** np.arange(recent.size, dtype=np.float64))
-        if rows:
-            rows_a, items_a, w_a = (
-                np.concatenate(rows),
-                np.concatenate(items),
-                np.concatenate(weights),
-            )
-            src = np.searchsorted(self.item_ids_, items_a)
-            src = np.clip(src, 0, max(self.item_ids_.size - 1, 0))
-            known = self.item_ids_.size > 0
-            found = (self.item_ids_[src] == items_a) if known else np.zeros(items_a.size, bool)
-            rows_a, src, w_a = rows_a[found], src[found], w_a[found]
-            nb = self.neighbour_ids_[src]  # (H', M)
-            pos = self.catalog_.positions(nb.reshape(-1)).reshape(nb.shape)
-            contrib = self.neighbour_scores_[src] * w_a[:, None]
-            ok = (nb >= 0) & (pos >= 0)
-            np.add.at(out, (np.broadcast_to(rows_a[:, None], nb.shape)[ok], pos[ok]), contrib[ok])
+        if not rows or self.item_ids_.size == 0:
+            empty = np.empty(0, np.int64)
+            return empty, empty, np.empty(0, np.float64)
+        rows_a, items_a, w_a = np.concatenate(rows), np.concatenate(items), np.concatenate(weights)
+        src = np.clip(np.searchsorted(self.item_ids_, items_a), 0, self.item_ids_.size - 1)
+        found = self.item_ids_[src] == items_a
+        rows_a, src, w_a = rows_a[found], src[found], w_a[found]
+        nb = self.neighbour_ids_[src]  # (H', M)
+        pos = self.catalog_.positions(nb.reshape(-1)).reshape(nb.shape)
+        contrib = self.neighbour_scores_[src] * w_a[:, None]
+        ok = (nb >= 0) & (pos >= 0)
+        return np.broadcast_to(rows_a[:, None], nb.shape)[ok], pos[ok], contrib[ok]
+
+    def _score(self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int) -> np.ndarray:
+        out = np.zeros((user_ids.size, len(self.catalog_)), dtype=np.float64)
+        rows, pos, contrib = self._contributions(histories)
+        np.add.at(out, (rows, pos), contrib)
         return np.where(out > 0, out, -np.inf)
+
+    def retrieve(self, user: UserContext, k: int) -> np.ndarray:
+        """One user's top k, from the few items that have a score (<= history_len x M)
+        instead of a dense (N,) score row and a catalog-wide sort; same ids, same order
+        (float32 scores, ties by catalog position) as `retrieve_many`."""
+        self._check_fitted()
+        if k < 0:
+            raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
+        history = np.asarray(user.history, dtype=np.int64).reshape(-1)
+        _, pos, contrib = self._contributions([history])
+        # bincount adds in input order, as np.add.at does in _score: identical float64 sums
+        cand, inverse = np.unique(pos, return_inverse=True)
+        total = np.bincount(inverse, weights=contrib, minlength=cand.size)
+        score = total.astype(np.float32)
+        keep = (total > 0) & self.catalog_.visible[cand]
+        cand, score = cand[keep], score[keep]
+        best = np.lexsort((cand, -score))[:k]
+        return self.catalog_.item_id[cand[best]].astype(np.int64)
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {

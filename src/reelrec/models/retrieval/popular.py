@@ -53,7 +53,10 @@ class PopularRetriever(BaseRetriever):
                 f"PopularRetriever: window_days={self.window_days}, expected > 0 or None"
             )
 
+    user_independent = True
+
     def _fit(self, events: pa.Table, users: pa.Table) -> None:
+        self._invalidate_ranking()
         _, item, ts = positives(events, self.label)
         if self.window_days is not None and ts.size:
             keep = ts >= ts.max() - self.window_days * DAY_MS
@@ -72,6 +75,7 @@ class PopularRetriever(BaseRetriever):
         }, {}
 
     def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self._invalidate_ranking()
         ids = require(tensors, "item_ids", self.name)
         self.counts_ = per_item(ids, require(tensors, "counts", self.name), self.catalog_, 0.0)
 
@@ -109,6 +113,8 @@ class TrendingRetriever(BaseRetriever):
                 f"TrendingRetriever: half_life_hours={self.half_life_hours}, expected > 0"
             )
 
+    user_independent = True  # decay multiplies every item's score by the same factor
+
     def _fit(self, events: pa.Table, users: pa.Table) -> None:
         self.item_ids_ = np.empty(0, dtype=np.int64)
         self.scores_ = np.empty(0, dtype=np.float64)
@@ -127,6 +133,7 @@ class TrendingRetriever(BaseRetriever):
 
             self._check_params()
             self.catalog_ = ItemCatalog(items)
+            self._invalidate_ranking()
         if not hasattr(self, "scores_"):
             self.item_ids_ = np.empty(0, dtype=np.int64)
             self.scores_ = np.empty(0, dtype=np.float64)
@@ -141,6 +148,7 @@ class TrendingRetriever(BaseRetriever):
         _, item, ts = positives(events, self.label)
         if item.size == 0:
             return
+        self._invalidate_ranking()
         ref = max(int(ts.max()), self.ref_ms_) if self.scores_.size else int(ts.max())
         old = self.scores_ * self._decay(ref - self.ref_ms_) if self.scores_.size else self.scores_
         ids = np.concatenate([self.item_ids_, item])
@@ -170,6 +178,7 @@ class TrendingRetriever(BaseRetriever):
         }, {"ref_ms": int(self.ref_ms_)}
 
     def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self._invalidate_ranking()
         self.item_ids_ = require(tensors, "item_ids", self.name).astype(np.int64)
         self.scores_ = require(tensors, "scores", self.name).astype(np.float64)
         self.ref_ms_ = int(meta["ref_ms"])
