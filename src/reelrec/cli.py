@@ -66,7 +66,7 @@ def train(
     start: DateOpt = None,
     end: DateOpt = None,
     device: DeviceOpt = "auto",
-    epochs: int = 1,
+    epochs: Annotated[int, typer.Option(help="most epochs (early stopping on the tail)")] = 3,
     batch_size: int = 1024,
     seed: int = 0,
 ) -> None:

@@ -39,10 +39,11 @@ class TrainConfig:
     start: str | None = None
     end: str | None = None
     device: str = "auto"
-    epochs: int = 1  # the most epochs; early stopping on the time-ordered tail may use fewer
+    epochs: int = 3  # the most epochs; early stopping on the time-ordered tail may use fewer
     batch_size: int = 1024
     lr: float = 2e-3  # dense layers (Adam)
     embedding_lr: float = 0.05  # embedding rows (row-wise Adagrad, fused)
+    wide_lr: float = 0.02  # the wide part's per-id biases (row-wise Adagrad)
     embedding_dim: int = 16
     history_len: int = 20
     val_fraction: float = 0.1  # time-ordered tail used for early stopping

@@ -123,14 +123,16 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     t = time.perf_counter()
     train, n_train = split_last_day(data)
     train_cfg = TrainConfig(
-        dataset=DatasetName.sim, out=cfg.out / "model", seed=cfg.seed, device=cfg.device, epochs=2
+        dataset=DatasetName.sim, out=cfg.out / "model", seed=cfg.seed, device=cfg.device, epochs=1
     )
     trained = train_bundle(train, train_cfg, device)
     timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
     bundle = load_feed_model(trained.out, device)
-    offline = evaluate_bundle(bundle, data, n_train)
+    history = replace(data, events=data.events.slice(0, n_train), rows_in=n_train)
+    window = replace(data, events=data.events.slice(n_train), rows_in=data.events.num_rows - n_train)
+    offline = evaluate_bundle(bundle, history, window)
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()

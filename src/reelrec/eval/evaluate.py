@@ -7,8 +7,9 @@ also sees the window's earlier rows, as a live server would); the rows from `--s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,34 +61,40 @@ class EvalResult:
         return out
 
 
-def split_window(full: Interactions, window: Interactions) -> tuple[pa.Table, pa.Table]:
-    """(history rows, evaluated rows) of `full`; the window starts at its first timestamp."""
-    if window.events.num_rows == 0:
-        raise DataError("--start/--end", "no rows in the evaluation window")
-    first = pc.min(window.events.column("timestamp_ms")).as_py()
-    before = pc.less(full.events.column("timestamp_ms"), first)
-    return full.events.filter(before), full.events.filter(pc.invert(before))
+def merge_in_time(history: pa.Table, window: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """History and window events in one time order, and a mask of the window's rows.
+
+    The window is what the adapter's date filter selected (`--start`..`--end`); a few
+    history rows may carry later timestamps than the window's first row (KuaiRand's `date`
+    and `time_ms` disagree on about 1% of rows), so the two are merged, not cut at a time.
+    """
+    events = pa.concat_tables([history, window])
+    is_window = np.concatenate([np.zeros(history.num_rows, bool), np.ones(window.num_rows, bool)])
+    order = np.argsort(events.column("timestamp_ms").to_numpy(), kind="stable")
+    return events.take(pa.array(order)), is_window[order]
 
 
 def evaluate_bundle(
-    bundle: FeedBundle, full: Interactions, n_history: int, batch_size: int = 4096
+    bundle: FeedBundle, history: Interactions, window: Interactions, batch_size: int = 4096
 ) -> EvalResult:
-    """Rank-evaluate the rows of `full` from index `n_history` on; retrieval over the catalog."""
-    builder = FeatureBuilder.from_config(bundle.builder.config_, full.items, full.users)
-    ts = full.events.column("timestamp_ms")
-    cutoff = int(ts[n_history].as_py()) if n_history < full.events.num_rows else None
-    frame, _ = builder.transform(full.events, freeze_users_from_ms=cutoff)
-    test = frame.take(slice(n_history, None))
+    """Rank-evaluate the window's rows (features see the history first); retrieval over the
+    item table with the history as training window."""
+    if window.events.num_rows == 0:
+        raise DataError("--start/--end", "no rows in the evaluation window")
+    events, is_window = merge_in_time(history.events, window.events)
+    builder = FeatureBuilder.from_config(bundle.builder.config_, window.items, window.users)
+    cutoff = int(pc.min(window.events.column("timestamp_ms")).as_py())
+    frame, _ = builder.transform(events, freeze_users_from_ms=cutoff)
+    test = frame.take(np.flatnonzero(is_window))
     probs, watch = predict(bundle.ranker, test, batch_size, bundle.device)
     tasks = bundle.builder.config_.tasks
     assert test.labels is not None
     y = {t: test.labels[:, i] for i, t in enumerate(tasks)}
     p = {t: probs[:, i] for i, t in enumerate(tasks)}
     metrics = label_metrics(y, p, test.user_id)
-    history, window = full.events.slice(0, n_history), full.events.slice(n_history)
-    retrieval = _evaluate_retrievers(bundle, history, window, full.items)
+    retrieval = _evaluate_retrievers(bundle, history.events, window.events, window.items)
     best = max(retrieval, key=lambda k: retrieval[k].recall[50]) if retrieval else ""
-    train_users, counts = np.unique(history.column("user_id").to_numpy(), return_counts=True)
+    train_users, counts = np.unique(history.events.column("user_id").to_numpy(), return_counts=True)
     pos = np.searchsorted(train_users, test.user_id)
     known = (pos < train_users.size) & (
         train_users[np.minimum(pos, train_users.size - 1)] == test.user_id
@@ -118,19 +125,21 @@ def _evaluate_retrievers(
     return out
 
 
+def day_before(day: str) -> str:
+    return (dt.datetime.strptime(day, "%Y%m%d") - dt.timedelta(days=1)).strftime("%Y%m%d")
+
+
 def evaluate_command(cfg: EvalConfig) -> EvalResult:
     from reelrec.train.command import load_data
 
     device = resolve_device(cfg.device)
     bundle = load_feed_model(cfg.model, device)
-    full = load_data(cfg.dataset, cfg.data, None, cfg.end)
-    if cfg.start is not None:
-        window = load_data(cfg.dataset, cfg.data, cfg.start, cfg.end)
-        history, _ = split_window(full, window)
-        n_history = history.num_rows
+    window = load_data(cfg.dataset, cfg.data, cfg.start, cfg.end)
+    if cfg.start is not None:  # the users' history: every row before --start
+        history = load_data(cfg.dataset, cfg.data, None, day_before(cfg.start))
     else:
-        n_history = 0
-    result = evaluate_bundle(bundle, full, n_history)
+        history = replace(window, events=window.events.slice(0, 0), rows_in=0)
+    result = evaluate_bundle(bundle, history, window)
     _print(result)
     if cfg.json_out is not None:
         atomic_write_json(result.to_json(), cfg.json_out)

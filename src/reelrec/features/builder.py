@@ -198,7 +198,9 @@ class FeatureBuilder:
         self._set_tables(items, users)
         frame, _ = self._transform(events, standardise=False)
         self.config_.dense_mean = frame.dense.mean(axis=0).tolist()
-        self.config_.dense_std = (frame.dense.std(axis=0) + 1e-6).tolist()
+        std = frame.dense.std(axis=0)
+        # a column constant in training (e.g. counters with one day of data) is only centred
+        self.config_.dense_std = np.where(std > 1e-3, std, 1.0).tolist()
         return self
 
     @classmethod

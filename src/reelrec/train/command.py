@@ -96,11 +96,6 @@ def train_bundle(
         data.events, data.items, data.users, data.labels
     )
     frame, state = builder.transform(data.events)
-    n_val = int(len(frame) * cfg.val_fraction)
-    head, tail = (
-        frame.take(slice(0, len(frame) - n_val)),
-        frame.take(slice(len(frame) - n_val, None)),
-    )
     fcfg = builder.config_
     ranker_cfg = RankerConfig(
         tasks=fcfg.tasks,
@@ -110,23 +105,17 @@ def train_bundle(
         history_len=cfg.history_len,
         embedding_dim=cfg.embedding_dim,
     )
-    tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed)
+    tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed, cfg.wide_lr)
+    loop = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress)
+    probe = _choose_epochs(data, builder, ranker_cfg, tables, loop, cfg.val_fraction, device)
+    # The final model learns from the whole window, the most recent days included.
     ranker = make_ranker(ranker_cfg, tables, device)
-    loop = LoopConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        show_progress=show_progress,
+    final_loop = LoopConfig(
+        probe.best_epoch or cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress
     )
-    history = fit(ranker, head, tail, loop, device)
-    if (
-        n_val
-    ):  # the tail was held out to choose the epochs; learn from it too (it is the most recent)
-        tail_loop = LoopConfig(
-            epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed + 99, show_progress=False
-        )
-        fit(ranker, tail, None, tail_loop, device)
+    history = fit(ranker, frame, None, final_loop, device)
+    history.val_auc = probe.val_auc
+    history.best_epoch = final_loop.epochs
     retrievers = build_retrievers(data, cfg, device)
     info = {
         "dataset": cfg.dataset.value,
@@ -151,6 +140,24 @@ def train_bundle(
         info=info,
     )
     return TrainResult(cfg.out, ranker, builder, history, retrievers, data.events.num_rows)
+
+
+def _choose_epochs(data: Interactions, builder: FeatureBuilder, ranker_cfg: RankerConfig, tables: list[Any],
+                   loop: LoopConfig, val_fraction: float, device: torch.device) -> TrainHistory:  # fmt: skip
+    """Early stopping on the time-ordered tail: train on the head, watch the tail's AUC.
+
+    The tail's user counters hold still from its first event, as they would for a model
+    trained up to there (see features/history.py). Returns the probe's history; with one
+    epoch or no tail there is nothing to choose.
+    """
+    n_val = int(data.events.num_rows * val_fraction)
+    if loop.epochs == 1 or n_val == 0:
+        return TrainHistory(best_epoch=loop.epochs)
+    n_head = data.events.num_rows - n_val
+    cut = int(data.events.column("timestamp_ms")[n_head].as_py())
+    frame, _ = builder.transform(data.events, freeze_users_from_ms=cut)
+    probe = make_ranker(ranker_cfg, tables, device)
+    return fit(probe, frame.take(slice(0, n_head)), frame.take(slice(n_head, None)), loop, device)
 
 
 def _print_summary(result: TrainResult, cfg: TrainConfig, device: torch.device) -> None:
