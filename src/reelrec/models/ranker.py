@@ -94,8 +94,13 @@ class TargetAttention(nn.Module):
         # a[:, l*H:(l+1)*H] = (W_q + W_qk diag(k_l))^T, c[l*H:(l+1)*H] = b_q + W_k k_l
         a = self.q_proj.weight.t().unsqueeze(0) + keys.unsqueeze(2) * w_qk.t().unsqueeze(0)
         a = a.permute(1, 0, 2).reshape(d, n * hidden)  # (D, n H)
-        c = (self.k_proj(keys) + self.q_proj.bias).reshape(n * hidden)  # (n H,)
-        h = torch.relu(torch.addmm(c, query, a)).view(-1, n, hidden)  # (B, n, H)
+        c = (self.k_proj(keys) + self.q_proj.bias).reshape(1, n * hidden)  # (1, n H)
+        # The bias rides in the matmul as a row of A against a column of ones in the query:
+        # addmm would first copy c into every row of the (B, n H) output, a pass as costly
+        # as the matmul itself at these sizes.
+        ones = query.new_ones(query.shape[0], 1)
+        h = torch.mm(torch.cat([query, ones], 1), torch.cat([a, c], 0)).relu_()
+        h = h.view(-1, n, hidden)  # (B, n, H)
         logits = self.out(h).squeeze(-1)  # (B, n)
         weights = _softmax(logits)
         return weights @ keys  # (B, D)
