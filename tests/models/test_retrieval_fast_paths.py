@@ -77,3 +77,17 @@ def test_trending_ranking_follows_partial_fit() -> None:
     assert after == _dense(
         r, UserContext(3, int(events.column("timestamp_ms").to_numpy().max())), 10
     )
+
+
+def test_two_tower_retrieve_equals_retrieve_many() -> None:
+    from reelrec.models.retrieval import TwoTowerRetriever
+    from tests.models.test_retrieval_two_tower import SMALL
+
+    data = make_interactions(n_events=1200, seed=8)
+    item_ids = data.items.column("item_id").to_numpy()
+    items = _hide(data.items, item_ids[::4])
+    r = TwoTowerRetriever(**SMALL, seed=2).fit(data.events, items, data.users)  # type: ignore[arg-type]
+    for uid, hist in ((1000, item_ids[:3]), (1007, item_ids[:0]), (999_999, item_ids[5:30])):
+        user = UserContext(user_id=uid, now_ms=0, history=hist)
+        for k in (0, 1, 10, 10_000):
+            assert r.retrieve(user, k).tolist() == _dense(r, user, k)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from reelrec.batch import Jagged, KeyedJagged
 from reelrec.data.records import ITEM_SCHEMA
 from reelrec.errors import ConfigError, IntegrityError
-from reelrec.models.api import ItemCatalog
+from reelrec.models.api import ItemCatalog, UserContext
 from reelrec.models.retrieval._base import BaseRetriever, column, positives, require
 
 log = logging.getLogger(__name__)
@@ -499,6 +499,20 @@ class TwoTowerRetriever(BaseRetriever):
             found, self.catalog_.item_id[self._visible_pos[np.maximum(idx, 0)]], -1
         )
         return out
+
+    def retrieve(self, user: UserContext, k: int) -> np.ndarray:
+        """One user's top k (the feed server's call): `retrieve_many` without the (U, k)
+        padding and masking round trip; same ids, same order."""
+        self._check_fitted()
+        if k < 0:
+            raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
+        kk = min(k, self._visible_pos.size)
+        if kk == 0:
+            return np.empty(0, np.int64)
+        q = self.user_vectors(np.array([user.user_id], np.int64), [user.history])
+        _, idx = self.index_.search(np.ascontiguousarray(q, dtype=np.float32), kk)
+        found = idx[0][idx[0] >= 0]
+        return self.catalog_.item_id[self._visible_pos[found]]
 
     # -- state -----------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
