@@ -19,7 +19,7 @@ import torch
 from reelrec.features import FeatureBuilder
 from reelrec.models.api import UserContext
 from reelrec.models.bundle import make_ranker, ranker_tables
-from reelrec.models.ranker import RankerConfig, TargetAttention, shares_history
+from reelrec.models.ranker import MMoE, RankerConfig, TargetAttention, shares_history
 from tests.conftest import make_interactions
 
 TOL = 1e-5
@@ -63,14 +63,14 @@ def straightforward_rank(model: Any, user: UserContext, item_ids: np.ndarray) ->
     )  # fmt: skip
     batch = frame.batch(slice(None))
     assert not shares_history(batch)
+    out = model.ranker(batch)  # grad mode on: none of the inference-only shortcuts
     with torch.no_grad():
-        out = model.ranker(batch)
         probs = out.probabilities()
         per_task = {t: probs[:, i] for i, t in enumerate(cfg.tasks)}
         score = model.fusion(per_task, out.watch)
     tasks = {t: v.numpy() for t, v in per_task.items()}
     if out.watch is not None:
-        tasks["watch_ratio"] = out.watch.numpy()
+        tasks["watch_ratio"] = out.watch.detach().numpy()
     return {"score": score.numpy(), "tasks": tasks}
 
 
@@ -155,3 +155,14 @@ def test_ranker_shared_history_batch_equals_copied_history() -> None:
     assert torch.allclose(a.logits, b.logits, atol=TOL)
     assert a.watch is not None and b.watch is not None
     assert torch.allclose(a.watch, b.watch, atol=TOL)
+
+
+def test_mmoe_inference_path_equals_training_path() -> None:
+    torch.manual_seed(0)
+    mmoe = MMoE(24, n_experts=3, expert_dims=[8], n_tasks=2)
+    x = torch.randn(50, 24)
+    train_path = mmoe(x)  # grad enabled: one matmul per expert
+    with torch.inference_mode():
+        fused = mmoe(x)  # one matmul for all experts
+    for a, b in zip(train_path, fused, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

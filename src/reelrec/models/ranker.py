@@ -123,7 +123,14 @@ class MMoE(nn.Module):
         self.n_tasks, self.n_experts = n_tasks, n_experts
 
     def forward(self, x: Tensor) -> list[Tensor]:  # (B, X) -> T x (B, H)
-        experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
+        if not torch.is_grad_enabled() and all(len(e) == 2 for e in self.experts):
+            # Inference with one-layer experts: all E experts as one (X, E H) matmul, whose
+            # output is already the (B, E, H) stack (no E small matmuls, no stack copy).
+            w = torch.cat([e[0].weight for e in self.experts])  # (E H, X)
+            b = torch.cat([e[0].bias for e in self.experts])
+            experts = torch.addmm(b, x, w.t()).relu_().view(x.shape[0], self.n_experts, -1)
+        else:
+            experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
         gates = _softmax(self.gates(x).view(-1, self.n_tasks, self.n_experts))  # (B, T, E)
         mixed = torch.bmm(gates, experts)  # (B, T, H)
         return list(mixed.unbind(dim=1))
