@@ -49,6 +49,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # time-ordered tail used for early stopping
     seed: int = 0
     two_tower: bool = True
+    two_tower_epochs: int = 4
 
     def __post_init__(self) -> None:
         self.dataset = DatasetName(self.dataset)

@@ -59,7 +59,7 @@ class DemoConfig:
         return SimConfig(users=2000, videos=5000, days=7, seed=self.seed)
 
     def live_sessions(self) -> int:
-        return 120 if self.small else 400
+        return 120 if self.small else 300
 
 
 @dataclass
@@ -73,7 +73,7 @@ class FeedPolicy:
     """Serves simulated users through the server's feed pipeline, with its live user state
     (recent history, already-seen filter) fed from the users' reactions."""
 
-    def __init__(self, model: FeedBundle, candidates: int = 300) -> None:
+    def __init__(self, model: FeedBundle, candidates: int = 200) -> None:
         self.pipeline = FeedPipeline(
             model, PipelineConfig(per_retriever_k=candidates, candidates=candidates)
         )
@@ -101,7 +101,7 @@ class OnlineFeedPolicy(FeedPolicy):
     learned from (fused embedding rows, dense layers, trending), so new videos and trending
     topics reach the ranker within the live window instead of at the next retrain."""
 
-    def __init__(self, model: FeedBundle, candidates: int = 300) -> None:
+    def __init__(self, model: FeedBundle, candidates: int = 200) -> None:
         from reelrec.online.trainer import OnlineTrainer
 
         super().__init__(model, candidates)
@@ -147,7 +147,12 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     t = time.perf_counter()
     train, n_train = split_last_day(data)
     train_cfg = TrainConfig(
-        dataset=DatasetName.sim, out=cfg.out / "model", seed=cfg.seed, device=cfg.device, epochs=1
+        dataset=DatasetName.sim,
+        out=cfg.out / "model",
+        seed=cfg.seed,
+        device=cfg.device,
+        epochs=1,
+        two_tower_epochs=2,
     )
     trained = train_bundle(train, train_cfg, device)
     timings["train"] = time.perf_counter() - t

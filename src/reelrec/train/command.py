@@ -77,7 +77,9 @@ def build_retrievers(data: Interactions, cfg: TrainConfig, device: torch.device)
         retrieval.ItemToItemRetriever(),
     ]
     if cfg.two_tower:
-        retrievers.append(retrieval.TwoTowerRetriever(device=device, seed=cfg.seed))
+        retrievers.append(
+            retrieval.TwoTowerRetriever(device=device, seed=cfg.seed, epochs=cfg.two_tower_epochs)
+        )
     for r in retrievers:
         r.fit(data.events, data.items, data.users)
     return retrievers
