@@ -54,7 +54,12 @@ def simulate(
     """Simulate a short-video world and write its logs in the canonical Parquet layout."""
     from reelrec.sim import SimConfig, write_logs
 
-    write_logs(SimConfig(users=users, videos=videos, days=days, seed=seed), out)
+    with err.status("simulating"):
+        data = write_logs(SimConfig(users=users, videos=videos, days=days, seed=seed), out)
+    Console().print(
+        f"wrote {data.events.num_rows:,} events, {data.items.num_rows:,} videos and "
+        f"{data.users.num_rows:,} users to {out}/ (events.parquet, items.parquet, users.parquet)"
+    )
 
 
 @app.command()
