@@ -26,6 +26,7 @@ from reelrec.data.dataset import DatasetName, Interactions
 from reelrec.data.records import Event
 from reelrec.device import describe, resolve_device, seed_everything
 from reelrec.eval.evaluate import EvalResult, evaluate_bundle
+from reelrec.features import FeatureBuilder
 from reelrec.models.bundle import FeedBundle, load_feed_model
 from reelrec.serve.pipeline import FeedPipeline, PipelineConfig
 from reelrec.serve.state import UserStateStore
@@ -71,16 +72,35 @@ class DemoResult:
 
 class FeedPolicy:
     """Serves simulated users through the server's feed pipeline, with its live user state
-    (recent history, already-seen filter) fed from the users' reactions."""
+    (recent history, already-seen filter) fed from the users' reactions.
 
-    def __init__(self, model: FeedBundle, candidates: int = 200) -> None:
-        self.pipeline = FeedPipeline(
-            model, PipelineConfig(per_retriever_k=candidates, candidates=candidates)
-        )
+    The item table is the content pipeline's, not the model's: videos uploaded after training
+    enter the catalog (and the two-tower index, from their content) as they appear, for the
+    frozen and the online model alike. Only the online model learns from the reactions.
+    """
+
+    def __init__(self, model: FeedBundle, world: World, candidates: int = 200) -> None:
+        self.model, self.world, self.candidates = model, world, candidates
         self.users = UserStateStore(history_len=model.builder.config_.history_len)
-        self.author_of = dict(
-            zip(model.catalog.item_id.tolist(), model.catalog.author_id.tolist(), strict=True)
+        self._build_pipeline()
+
+    def _build_pipeline(self) -> None:
+        self.pipeline = FeedPipeline(
+            self.model, PipelineConfig(per_retriever_k=self.candidates, candidates=self.candidates)
         )
+        cat = self.model.catalog
+        self.author_of = dict(zip(cat.item_id.tolist(), cat.author_id.tolist(), strict=True))
+
+    def refresh_catalog(self, now_ms: int) -> None:
+        """Swap in the item table as of now_ms: features and retrievers see the new videos."""
+        items = self.world.catalog(now_ms)
+        if items.num_rows == len(self.model.catalog):
+            return
+        b = self.model
+        b.builder = FeatureBuilder.from_config(b.builder.config_, items, b.builder.users_.table)
+        b.catalog = b.builder.catalog_
+        b.retrievers = [type(r).from_state(*r.state(), items) for r in b.retrievers]
+        self._build_pipeline()
 
     def recommend(self, user_id: int, now_ms: int, n: int) -> np.ndarray:
         snapshot = self.users.snapshot(user_id, now_ms)
@@ -93,6 +113,7 @@ class FeedPolicy:
         rows = events.select(fields).to_pylist()
         if rows:
             now = int(rows[-1]["timestamp_ms"])
+            self.refresh_catalog(now)
             self.users.record_events([Event(**r) for r in rows], self.author_of, now)
 
 
@@ -101,11 +122,10 @@ class OnlineFeedPolicy(FeedPolicy):
     learned from (fused embedding rows, dense layers, trending), so new videos and trending
     topics reach the ranker within the live window instead of at the next retrain."""
 
-    def __init__(self, model: FeedBundle, candidates: int = 200) -> None:
+    def __init__(self, model: FeedBundle, world: World, candidates: int = 200) -> None:
         from reelrec.online.trainer import OnlineTrainer
 
-        super().__init__(model, candidates)
-        self.model = model
+        super().__init__(model, world, candidates)
         self.trainer = OnlineTrainer(model, device=model.device)
         self.offset = 0
 
@@ -185,8 +205,8 @@ def _live(
     policies: dict[str, Any] = {
         "random": RandomPolicy(world, seed=cfg.seed),
         "popular": popular,
-        "reelrec (frozen)": FeedPolicy(load_feed_model(model_dir, device)),
-        "reelrec (online)": OnlineFeedPolicy(load_feed_model(model_dir, device)),
+        "reelrec (frozen)": FeedPolicy(load_feed_model(model_dir, device), world),
+        "reelrec (online)": OnlineFeedPolicy(load_feed_model(model_dir, device), world),
         "oracle (upper bound)": OraclePolicy(world),
     }
     out = {}
