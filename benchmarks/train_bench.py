@@ -33,8 +33,8 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
     torch.manual_seed(0)
     t0 = time.perf_counter()
     data = load_dataset(DatasetName.kuairand, data_dir, None, end)
-    fb = FeatureBuilder(history_len=20).fit(data.events, data.items, data.users, data.labels)
-    frame, _ = fb.transform(data.events)
+    fb = FeatureBuilder(history_len=20)
+    frame, _ = fb.fit_transform(data.events, data.items, data.users, data.labels)
     c = fb.config_
     cfg = RankerConfig(
         tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names), n_dense=c.n_dense

@@ -81,3 +81,15 @@ def test_labels_and_batch_shapes() -> None:
 def test_transform_before_fit_fails() -> None:
     with pytest.raises(NotFittedError):
         FeatureBuilder().transform(make_interactions(n_events=10).events)
+
+
+def test_fit_transform_equals_fit_then_transform() -> None:
+    data = make_interactions(n_events=1500)
+    a, state_a = FeatureBuilder(history_len=5).fit_transform(
+        data.events, data.items, data.users, data.labels
+    )
+    fb = FeatureBuilder(history_len=5).fit(data.events, data.items, data.users, data.labels)
+    b, state_b = fb.transform(data.events)
+    for name in vars(a):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(state_a.hist, state_b.hist)

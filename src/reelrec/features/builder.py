@@ -182,6 +182,13 @@ class FeatureBuilder:
     def fit(
         self, events: pa.Table, items: pa.Table, users: pa.Table, labels: tuple[str, ...]
     ) -> FeatureBuilder:
+        self.fit_transform(events, items, users, labels)
+        return self
+
+    def fit_transform(
+        self, events: pa.Table, items: pa.Table, users: pa.Table, labels: tuple[str, ...]
+    ) -> tuple[FeatureFrame, ServingState]:
+        """`fit`, and the training events' features and end state from the same pass."""
         tasks = [t for t in RANK_TASKS if t in labels]
         watch = bool(np.any(events.column("watch_ms").to_numpy() > 0))
         rates = [
@@ -196,12 +203,14 @@ class FeatureBuilder:
             global_rates=rates,
         )
         self._set_tables(items, users)
-        frame, _ = self._transform(events, standardise=False)
-        self.config_.dense_mean = frame.dense.mean(axis=0).tolist()
+        frame, state = self._transform(events, standardise=False)
+        mean = frame.dense.mean(axis=0)
         std = frame.dense.std(axis=0)
         # a column constant in training (e.g. counters with one day of data) is only centred
-        self.config_.dense_std = np.where(std > 1e-3, std, 1.0).tolist()
-        return self
+        std = np.where(std > 1e-3, std, 1.0)
+        self.config_.dense_mean, self.config_.dense_std = mean.tolist(), std.tolist()
+        frame.dense = ((frame.dense - mean) / std).astype(np.float32)
+        return frame, state
 
     @classmethod
     def from_config(cls, config: FeatureConfig, items: pa.Table, users: pa.Table) -> FeatureBuilder:
@@ -316,7 +325,11 @@ class FeatureBuilder:
             cat.author_id[np.maximum(hist_pos, 0)] if len(cat) else -1,
             -1,
         )
-        hist_tag = np.where(hist_pos >= 0, cat.first_tag(np.maximum(hist_pos, 0)), -1) if len(cat) else hist_pos
+        hist_tag = (
+            np.where(hist_pos >= 0, cat.first_tag(np.maximum(hist_pos, 0)), -1)
+            if len(cat)
+            else hist_pos
+        )
         tag = np.where(known, cat.first_tag(safe), -2) if len(cat) else np.full_like(items, -2)
         same_author = ((hist_author == author[:, None]) & (author[:, None] >= 0)).sum(axis=1)
         same_tag = ((hist_tag == tag[:, None]) & (tag[:, None] >= 0)).sum(axis=1)
@@ -340,7 +353,9 @@ class FeatureBuilder:
             timestamp_ms=ts.astype(np.int64),
         )
 
-    def _dense(self, dur_s, dur_known, age_h, user_n, user_pos, item_n, item_pos, same_author, same_tag):  # type: ignore[no-untyped-def]
+    def _dense(
+        self, dur_s, dur_known, age_h, user_n, user_pos, item_n, item_pos, same_author, same_tag
+    ):  # type: ignore[no-untyped-def]
         cfg = self._check()
         rates = np.asarray(cfg.global_rates, np.float64)
         user_rate = (user_pos + SMOOTHING * rates) / (user_n[:, None] + SMOOTHING)

@@ -94,10 +94,8 @@ def train_bundle(
         raise DataError(
             cfg.data or "sim", "no rows left to train on after validation and date filters"
         )
-    builder = FeatureBuilder(history_len=cfg.history_len).fit(
-        data.events, data.items, data.users, data.labels
-    )
-    frame, state = builder.transform(data.events)
+    builder = FeatureBuilder(history_len=cfg.history_len)
+    frame, state = builder.fit_transform(data.events, data.items, data.users, data.labels)
     fcfg = builder.config_
     ranker_cfg = RankerConfig(
         tasks=fcfg.tasks,
