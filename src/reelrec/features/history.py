@@ -183,6 +183,24 @@ class ServingState:
         item_pos[v] = self.item_pos
         return CausalState(hist, user_n, user_pos, item_n, item_pos)
 
+    def advance(self, after: ServingState) -> ServingState:
+        """`after` (this state moved forward by more events), with every user's counters held
+        at their values in this state (zero for users new since): a model's user counters
+        stay as of its cut-off between retrains; histories and item counters move on."""
+        rows = np.searchsorted(after.user_ids, self.user_ids)
+        user_n = np.zeros_like(after.user_n)
+        user_pos = np.zeros_like(after.user_pos)
+        user_n[rows], user_pos[rows] = self.user_n, self.user_pos
+        return ServingState(
+            after.user_ids,
+            after.hist,
+            user_n,
+            user_pos,
+            after.item_ids,
+            after.item_n,
+            after.item_pos,
+        )
+
     @classmethod
     def from_local(
         cls, state: CausalState, user_ids: np.ndarray, item_ids: np.ndarray

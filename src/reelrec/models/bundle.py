@@ -38,7 +38,7 @@ from safetensors.torch import save as st_save
 
 from reelrec.embedding import EmbeddingCollection, EmbeddingTableConfig
 from reelrec.errors import IntegrityError
-from reelrec.features import FeatureBuilder, FeatureConfig
+from reelrec.features import FeatureBuilder, FeatureConfig, FeatureFrame
 from reelrec.features.history import ServingState
 from reelrec.models.api import ItemCatalog, RankOutput, Retriever, UserContext
 from reelrec.models.ranker import Ranker, RankerConfig, ScoreFusion
@@ -255,6 +255,12 @@ class FeedBundle:
         for p in paths:
             twin.apply_delta(p)
         return twin
+
+    def transform(self, events: pa.Table) -> tuple[FeatureFrame, ServingState]:
+        """Features of later events, continuing from this model's state, with the users'
+        counters held at their values as of the model's training cut-off (as `evaluate`
+        and `rank` see them)."""
+        return self.builder.transform(events, self.state, freeze_users_from_ms=0)
 
     def _read(self, name: str) -> bytes:
         return read_file(self.path, self.manifest, name)

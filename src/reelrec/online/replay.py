@@ -86,7 +86,8 @@ def replay(
     for lo in range(0, n, batch_size):
         part = events.slice(lo, batch_size)
         offsets = np.arange(lo + 1, lo + 1 + part.num_rows, dtype=np.int64)
-        frame, frozen.state = frozen.builder.transform(part, frozen.state)
+        frame, after = frozen.transform(part)
+        frozen.state = frozen.state.advance(after)
         probs, _ = predict(frozen.ranker, frame, len(frame), device)
         assert frame.labels is not None
         frozen_metrics.update(frame.labels, probs, frame.user_id)

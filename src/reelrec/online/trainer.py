@@ -40,6 +40,9 @@ CHECKPOINT_FILES = (
 )
 
 
+USER_TABLES = ("user", "wide_user")
+
+
 class OnlineTrainer:
     """Predict-then-learn over event batches, on top of a loaded `FeedBundle`.
 
@@ -76,6 +79,11 @@ class OnlineTrainer:
         self.trending = next(
             (r for r in bundle.retrievers if isinstance(r, TrendingRetriever)), None
         )
+        # The user's own id rows stay as trained: learning them event by event moves a user's
+        # scores with their last few reactions (regression to the mean), which scrambles the
+        # ranking within the user; item, author, field rows and dense layers keep learning.
+        for name in USER_TABLES:
+            bundle.ranker.embeddings.tables[name].requires_update = False
         self._touched_users: list[np.ndarray] = []
         self._touched_items: list[np.ndarray] = []
 
@@ -89,7 +97,7 @@ class OnlineTrainer:
         events = batch.events
         if events.num_rows == 0:
             return np.zeros((0, len(self.ranker.config.tasks)), np.float32)
-        frame, state = self.bundle.builder.transform(events, self.bundle.state)
+        frame, state = self.bundle.transform(events)
         self.ranker.train()
         self.ranker.embeddings.set_time(int(frame.timestamp_ms.max()))
         with autocast(self.device):
@@ -100,7 +108,7 @@ class OnlineTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()  # also applies the fused embedding-row updates
         self.optimizer.step()
-        self.bundle.state = state
+        self.bundle.state = self.bundle.state.advance(state)
         if self.trending is not None:
             self.trending.partial_fit(events)
         self._touched_users.append(frame.user_id)
