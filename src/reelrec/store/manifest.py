@@ -61,6 +61,7 @@ def write_model_dir(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a server running as another user must read it
     try:
         entries = []
         for name, data in files.items():
