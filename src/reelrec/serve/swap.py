@@ -11,8 +11,10 @@ old one keeps serving.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -194,6 +196,10 @@ class ModelHolder:
             self.current = dataclasses.replace(current, pin=self.store.pin(current.version))
 
         def loop() -> None:
+            # Loading a version is background work: on Linux a thread has its own nice
+            # value, so the requests being served keep the CPU while a new model loads.
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
             while not self._stop.wait(poll_interval_s):
                 self.check_now()
 
