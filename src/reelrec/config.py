@@ -29,6 +29,16 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value}: must be > 0")
 
 
+def _check_input(
+    dataset: DatasetName, data: Path | None, start: str | None, end: str | None
+) -> None:
+    """What train and evaluate both check about the data they read."""
+    parse_day(start, "--start")
+    parse_day(end, "--end")
+    if dataset != DatasetName.sim and data is None:
+        raise ConfigError(f"--data is required for --dataset {dataset.value}")
+
+
 @dataclass
 class TrainConfig:
     """`reelrec train`: what to read, where to write, how to train."""
@@ -53,14 +63,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.dataset = DatasetName(self.dataset)
-        parse_day(self.start, "--start")
-        parse_day(self.end, "--end")
-        for name in ("epochs", "batch_size", "lr", "embedding_lr", "embedding_dim", "history_len"):
+        _check_input(self.dataset, self.data, self.start, self.end)
+        for name in ("epochs", "batch_size", "lr", "embedding_lr", "wide_lr", "embedding_dim",
+                     "history_len", "two_tower_epochs"):  # fmt: skip
             _positive(name, getattr(self, name))
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
-        if self.dataset != DatasetName.sim and self.data is None:
-            raise ConfigError(f"--data is required for --dataset {self.dataset.value}")
 
 
 @dataclass
@@ -78,7 +86,4 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.dataset = DatasetName(self.dataset)
-        parse_day(self.start, "--start")
-        parse_day(self.end, "--end")
-        if self.dataset != DatasetName.sim and self.data is None:
-            raise ConfigError(f"--data is required for --dataset {self.dataset.value}")
+        _check_input(self.dataset, self.data, self.start, self.end)

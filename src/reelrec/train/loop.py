@@ -123,12 +123,12 @@ def predict(
 def _first_task_auc(
     model: Ranker, frame: FeatureFrame, batch_size: int, device: torch.device
 ) -> float:
-    from sklearn.metrics import roc_auc_score
+    from reelrec.eval.metrics import auc
 
     assert frame.labels is not None
     p, _ = predict(model, frame, batch_size, device)
-    y = frame.labels[:, 0]
-    return float(roc_auc_score(y, p[:, 0])) if 0 < y.sum() < y.size else 0.5
+    value = auc(frame.labels[:, 0], p[:, 0])
+    return 0.5 if np.isnan(value) else value  # one class in the tail: nothing to choose by
 
 
 def _snapshot(model: Ranker) -> tuple[dict[str, torch.Tensor], object]:

@@ -88,12 +88,7 @@ class BaseRetriever:
         self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int
     ) -> np.ndarray:
         """(U, N) float32 scores over catalog positions; -inf where not a candidate."""
-        self._check_fitted()
-        user_ids = np.asarray(user_ids, dtype=np.int64).reshape(-1)
-        if len(histories) != user_ids.size:
-            raise ValueError(
-                f"{self.name}: {user_ids.size} user_ids but {len(histories)} histories"
-            )
+        user_ids = self._check_batch(user_ids, histories)
         hist = [np.asarray(h, dtype=np.int64).reshape(-1) for h in histories]
         scores = self._score(user_ids, hist, int(now_ms)).astype(np.float32, copy=False)
         scores[:, ~self.catalog_.visible] = -np.inf  # hidden or moderated: never served
@@ -103,10 +98,7 @@ class BaseRetriever:
         self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int, k: int
     ) -> np.ndarray:
         """(U, k) int64 item ids best first, -1 padded; unknown users get the fallback list."""
-        self._check_fitted()
-        if k < 0:
-            raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
-        user_ids = np.asarray(user_ids, dtype=np.int64).reshape(-1)
+        user_ids = self._check_batch(user_ids, histories, k)
         out = np.full((user_ids.size, k), -1, dtype=np.int64)
         for a in range(0, user_ids.size, SCORE_CHUNK):
             b = min(a + SCORE_CHUNK, user_ids.size)
@@ -117,9 +109,7 @@ class BaseRetriever:
     def retrieve(self, user: UserContext, k: int) -> np.ndarray:
         """Up to k item ids (int64), best first. Never raises for an unknown user."""
         if self.user_independent:
-            self._check_fitted()
-            if k < 0:
-                raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
+            self._check_batch(np.empty(0, np.int64), [], k)
             return self._ranking()[:k]
         row = self.retrieve_many(np.array([user.user_id]), [user.history], user.now_ms, k)[0]
         kept: np.ndarray = row[row >= 0]
@@ -178,6 +168,20 @@ class BaseRetriever:
     def _check_fitted(self) -> None:
         if not hasattr(self, "catalog_"):
             raise NotFittedError(type(self).__name__)
+
+    def _check_batch(
+        self, user_ids: np.ndarray, histories: list[np.ndarray], k: int | None = None
+    ) -> np.ndarray:
+        """The checks every batch entry point shares; returns user_ids as (U,) int64."""
+        self._check_fitted()
+        if k is not None and k < 0:
+            raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
+        user_ids = np.asarray(user_ids, dtype=np.int64).reshape(-1)
+        if len(histories) != user_ids.size:
+            raise ValueError(
+                f"{self.name}: {user_ids.size} user_ids but {len(histories)} histories"
+            )
+        return user_ids
 
     def _check_params(self) -> None:
         """Validate hyperparameters (called by fit)."""

@@ -478,14 +478,7 @@ class TwoTowerRetriever(BaseRetriever):
         self, user_ids: np.ndarray, histories: list[np.ndarray], now_ms: int, k: int
     ) -> np.ndarray:
         """(U, k) item ids from the FAISS index, best first, -1 padded."""
-        self._check_fitted()
-        if k < 0:
-            raise ConfigError(f"{self.name}: k={k}, expected k >= 0")
-        user_ids = np.asarray(user_ids, dtype=np.int64).reshape(-1)
-        if len(histories) != user_ids.size:
-            raise ValueError(
-                f"{self.name}: {user_ids.size} user_ids but {len(histories)} histories"
-            )
+        user_ids = self._check_batch(user_ids, histories, k)
         if k == 0 or user_ids.size == 0:
             return np.full((user_ids.size, k), -1, dtype=np.int64)
         q = np.ascontiguousarray(self.user_vectors(user_ids, histories), dtype=np.float32)
