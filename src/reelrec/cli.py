@@ -117,11 +117,18 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     events_db: Annotated[Path | None, typer.Option(help="SQLite event log")] = None,
+    events_stream: Annotated[
+        str | None,
+        typer.Option(help="also append accepted events to redis://HOST:PORT/DB?stream=KEY"),
+    ] = None,
 ) -> None:
     """Serve feeds over HTTP (FastAPI on uvicorn)."""
     from reelrec.serve import run_server
 
-    run_server(model=model, host=host, port=port, workers=workers, events_db=events_db)
+    run_server(
+        model=model, host=host, port=port, workers=workers, events_db=events_db,
+        events_stream=events_stream,
+    )  # fmt: skip
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 from reelrec.errors import ConfigError
 from reelrec.serve.app import create_app
 from reelrec.serve.eventlog import EventLog, LogBatch
-from reelrec.serve.settings import Settings
+from reelrec.serve.settings import Settings, check_stream_url
 from reelrec.store.manifest import read_manifest
 from reelrec.store.versions import is_model_dir
 
@@ -39,12 +39,13 @@ def _tune_process(settings: Settings) -> None:
 
 def run_server(
     model: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-    events_db: Path | None = None,
+    events_db: Path | None = None, events_stream: str | None = None,
 ) -> None:  # fmt: skip
     """Serve feeds on uvicorn. `model` is one model directory or a model store root.
 
     With workers > 1 each worker process has its own user state and metrics (the event log
-    is shared: SQLite serialises the writers, offsets stay monotonic).
+    is shared: SQLite serialises the writers, offsets stay monotonic). `events_stream`
+    (redis://...) also appends accepted events to a Redis Stream shared across machines.
     """
     import uvicorn
 
@@ -61,6 +62,9 @@ def run_server(
         events_db = DEFAULT_EVENTS_DB
         log.info("event log: %s (pass --events-db to choose)", events_db)
     settings = Settings(model=Path(model), events_db=Path(events_db))  # env: admin token etc.
+    if events_stream is not None:  # else REELREC_EVENTS_STREAM, if set, applies
+        stream = check_stream_url(events_stream)  # ConfigError (exit 2) before binding the port
+        settings = settings.model_copy(update={"events_stream": stream})
     _tune_process(settings)
     if workers == 1:
         uvicorn.run(
@@ -70,6 +74,8 @@ def run_server(
         return
     os.environ["REELREC_MODEL"] = str(Path(model).resolve())
     os.environ["REELREC_EVENTS_DB"] = str(Path(events_db).resolve())
+    if events_stream is not None:
+        os.environ["REELREC_EVENTS_STREAM"] = events_stream
     uvicorn.run(
         "reelrec.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level="info", access_log=False, timeout_keep_alive=KEEP_ALIVE_S,

@@ -1,5 +1,5 @@
-"""The FastAPI app: `create_app(settings)` wires the model holder, event log, user state,
-metrics, middleware and routes. `run_server` (in `__init__`) runs it on uvicorn."""
+"""The FastAPI app: `create_app(settings)` wires the model holder, event log (and event stream),
+user state, metrics, middleware and routes. `run_server` (in `__init__`) runs it on uvicorn."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import reelrec
 from reelrec.device import resolve_device
 from reelrec.errors import IntegrityError
-from reelrec.serve.deps import Runtime
+from reelrec.serve.deps import EventStream, Runtime
 from reelrec.serve.eventlog import EventLog
 from reelrec.serve.metrics import ServerMetrics
 from reelrec.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -85,6 +85,28 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"message": "internal server error", "detail": type(exc).__name__}, 500)
 
 
+def open_event_stream(settings: Settings) -> EventStream | None:
+    """The Redis Stream of `settings.events_stream` (None when unset). Connects lazily: a
+    Redis that is down does not stop the server, it fails event requests (503)."""
+    url = settings.events_stream
+    if url is None:
+        return None
+    import redis
+
+    from reelrec.online.log import RedisStreamLog, open_source
+
+    trainers = open_source(url)  # the stream key exactly as `reelrec online --events URL` reads it
+    assert isinstance(trainers, RedisStreamLog)  # settings accept redis:// URLs only
+    trainers.close()
+    # Timeouts, so that a Redis that stops answering fails the request instead of holding a
+    # handler thread (redis-py 5 waits forever by default).
+    timeout = settings.events_stream_timeout_s
+    client = redis.Redis.from_url(
+        url.split("?", 1)[0], socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    return RedisStreamLog(client, trainers.stream)
+
+
 def build_runtime(settings: Settings) -> Runtime:
     metrics = ServerMetrics()
     pipeline_cfg = PipelineConfig(
@@ -105,7 +127,10 @@ def build_runtime(settings: Settings) -> Runtime:
         max_users=settings.max_users, history_len=settings.history_len,
         seen_len=settings.seen_len, seen_ttl_s=settings.seen_ttl_s,
     )  # fmt: skip
-    return Runtime(settings, holder, EventLog(settings.events_db), users, metrics)
+    return Runtime(
+        settings, holder, EventLog(settings.events_db), users, metrics,
+        stream=open_event_stream(settings),
+    )  # fmt: skip
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -117,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.handler_threads
         if runtime.events.closed:  # the app is being started again after a shutdown
             runtime.events = EventLog(settings.events_db)
+            runtime.stream = open_event_stream(settings)
         first = runtime.holder.check_now()
         if first.refused and runtime.holder.store is None:
             # One model directory and it does not load: nothing to serve, fail loudly.
@@ -130,6 +156,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             runtime.holder.stop()
             runtime.events.close()
+            if runtime.stream is not None:
+                runtime.stream.close()
 
     app = FastAPI(
         title="reelrec feed server",

@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from reelrec.data.records import Event
 from reelrec.serve.eventlog import EventLog
 from reelrec.serve.metrics import ServerMetrics
 from reelrec.serve.settings import Settings
 from reelrec.serve.state import UserStateStore
 from reelrec.serve.swap import ModelHolder, Served
+
+
+class EventStream(Protocol):
+    """Where accepted events also go (`settings.events_stream`: a `RedisStreamLog`)."""
+
+    def append(self, events: Sequence[Event]) -> tuple[int, int] | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -30,6 +40,7 @@ class Runtime:
     events: EventLog
     users: UserStateStore
     metrics: ServerMetrics
+    stream: EventStream | None = None  # None: the SQLite event log only
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -58,6 +69,13 @@ async def get_event_log(runtime: RuntimeDep) -> EventLog:
 
 
 EventLogDep = Annotated[EventLog, Depends(get_event_log)]
+
+
+async def get_event_stream(runtime: RuntimeDep) -> EventStream | None:
+    return runtime.stream
+
+
+EventStreamDep = Annotated[EventStream | None, Depends(get_event_stream)]
 
 
 async def get_users(runtime: RuntimeDep) -> UserStateStore:

@@ -7,6 +7,7 @@ Names (all prefixed `reelrec_`):
 - `feed_filtered_total{reason}`: candidates removed per filter
 - `feed_shed_total`: feed requests refused with 503 because they queued too long
 - `events_accepted_total`, `events_rejected_total{reason}`
+- `stream_append_errors_total`: event requests refused (503) because the Redis Stream append failed
 - `model_version` gauge, `model_swaps_total`, `model_swap_failures_total{reason}`
 """
 
@@ -56,6 +57,11 @@ class ServerMetrics:
             "reelrec_events_rejected", "Events refused (dead-lettered) by reason",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.stream_append_errors = Counter(
+            "reelrec_stream_append_errors",
+            "Event requests answered 503: appending to the Redis Stream (events_stream) failed",
+            registry=r,
+        )
         self.model_version = Gauge(
             "reelrec_model_version", "Version of the model being served (0 = none)", registry=r
         )

@@ -2,19 +2,48 @@
 
 Paths are required (no silent defaults): `model` (a model directory or a model store root)
 and `events_db` (the SQLite event log). The admin token is a secret and has no default:
-without it the admin endpoints are disabled.
+without it the admin endpoints are disabled. `events_stream` (optional) is a Redis Stream that
+every accepted event is also appended to, so trainers on other machines can consume it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reelrec.errors import ConfigError
+
 # Tokens people paste from examples; refusing them beats running with a guessable secret.
 _PLACEHOLDER_TOKENS = {"changeme", "change-me", "secret", "token", "admin", "password"}
 MIN_TOKEN_CHARS = 16
+STREAM_URL_KEYS = {"stream", "group"}  # what `reelrec.online.log.open_source` reads
+
+
+def check_stream_url(url: str) -> str:
+    """Refuse an `events_stream` URL that `open_source` would not read as a Redis Stream.
+
+    The messages name the bad part only: the URL may hold a password.
+    """
+    where = "events_stream (--events-stream, REELREC_EVENTS_STREAM)"
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        raise ConfigError(
+            f"{where}: scheme {parsed.scheme or '(none)'!r}: expected "
+            "redis://HOST:PORT/DB?stream=KEY (or rediss:// for TLS)"
+        )
+    try:
+        parsed.port  # noqa: B018  (parsing the port is the check)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    unknown = sorted(set(parse_qs(parsed.query)) - STREAM_URL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown query keys {unknown}: expected {sorted(STREAM_URL_KEYS)}"
+        )
+    return url
 
 
 class Settings(BaseSettings):
@@ -27,6 +56,13 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for /admin/*; unset = admin disabled"
     )
+    events_stream: str | None = Field(
+        default=None,
+        description="redis://HOST:PORT/DB?stream=KEY: also append accepted events to this stream",
+    )
+    # A Redis that stops answering fails the events request after this long (503) instead of
+    # holding a handler thread (redis-py 5 waits forever by default).
+    events_stream_timeout_s: float = Field(default=2.0, gt=0, le=60)
     device: str = "cpu"
     # Intra-op threads per server process. One: concurrent requests already use the cores,
     # and small (K, d) matmuls gain little from splitting (applied by run_server only).
@@ -73,3 +109,8 @@ class Settings(BaseSettings):
                 "characters: use e.g. `python -c 'import secrets; print(secrets.token_hex(24))'`"
             )
         return value
+
+    @field_validator("events_stream")
+    @classmethod
+    def _check_stream_url(cls, value: str | None) -> str | None:
+        return check_stream_url(value) if value else None

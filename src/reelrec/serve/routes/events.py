@@ -1,20 +1,35 @@
 """`POST /v1/events`: validate each event, append the valid ones durably, update user state.
 
+With `events_stream` set, the valid events are also appended to that Redis Stream, after the
+SQLite log (durable first). When that append fails the request gets a 503: the events are in
+the SQLite log but maybe not (or only partly) in the stream, and the client's retry appends
+them again, so both logs may hold duplicates of a batch answered 503 (at-least-once).
+
 `POST /v1/blocks`: a user blocks an author (their items leave the user's feeds).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter
+import redis
+from fastapi import APIRouter, HTTPException, status
 from pydantic import ValidationError
 
 from reelrec.data.records import Event
-from reelrec.serve.deps import EventLogDep, MetricsDep, RuntimeDep, UsersDep
+from reelrec.serve.deps import (
+    EventLogDep,
+    EventStream,
+    EventStreamDep,
+    MetricsDep,
+    RuntimeDep,
+    UsersDep,
+)
 from reelrec.serve.eventlog import DeadLetter
+from reelrec.serve.metrics import ServerMetrics
 from reelrec.serve.schemas import (
     BlockRequest,
     BlockResponse,
@@ -24,6 +39,7 @@ from reelrec.serve.schemas import (
     RejectedEvent,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
 
 
@@ -58,16 +74,39 @@ def _authors(runtime: RuntimeDep, events: list[Event]) -> dict[int, int]:
     return {int(i): int(catalog.author_id[p]) for i, p in zip(hated, pos, strict=True) if p >= 0}
 
 
+def _append_to_stream(
+    stream: EventStream | None, valid: list[Event], offsets: tuple[int, int] | None,
+    metrics: ServerMetrics,
+) -> None:  # fmt: skip
+    """XADD the events already in the SQLite log; 503 (never 500) when Redis fails."""
+    if stream is None or not valid:
+        return
+    try:
+        stream.append(valid)
+    except redis.RedisError as e:
+        metrics.stream_append_errors.inc()
+        log.warning("events_stream append failed (%d events): %s", len(valid), e)
+        where = f"offsets {offsets[0]}-{offsets[1]}" if offsets else "the SQLite log"
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"event stream unavailable ({type(e).__name__}: {e}): the {len(valid)} events are "
+            f"in the SQLite log ({where}) but maybe not in the stream; retrying may duplicate them",
+            headers={"Retry-After": "1"},
+        ) from e
+
+
 @router.post("/events", response_model=EventsResponse, responses={413: {"model": ErrorResponse},
-             422: {"model": ErrorResponse}})  # fmt: skip
+             422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})  # fmt: skip
 def post_events(
-    body: EventsRequest, runtime: RuntimeDep, log: EventLogDep, users: UsersDep,
-    metrics: MetricsDep,
+    body: EventsRequest, runtime: RuntimeDep, events_log: EventLogDep, stream: EventStreamDep,
+    users: UsersDep, metrics: MetricsDep,
 ) -> EventsResponse:  # fmt: skip
     """Append valid events (fsync'd before this returns); report invalid ones by index."""
     valid, dead = validate_events(body.events)
-    offsets = log.append(valid)
-    log.append_dead(dead)
+    offsets = events_log.append(valid)
+    events_log.append_dead(dead)
+    # Before the user state: a 503 here is retried, and the retry should count once there.
+    _append_to_stream(stream, valid, offsets, metrics)
     users.record_events(valid, _authors(runtime, valid), int(time.time() * 1000))
     metrics.events_accepted.inc(len(valid))
     for letter in dead:
