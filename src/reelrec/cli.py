@@ -162,16 +162,23 @@ def online(
     idle_exit: Annotated[float | None, typer.Option(help="stop after N idle seconds")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
+    learn: Annotated[
+        str,
+        typer.Option(help="embedding tables learned online, comma-separated ('none': no table)"),
+    ] = "item,wide_item",
+    dense_lr: Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")] = 0.0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Learn from the event log online; publish delta versions to a model store."""
     from reelrec.online import OnlineConfig, parse_seconds, run_online
+    from reelrec.online.trainer import OnlineLearning
 
     cfg = OnlineConfig(
         model=model, events=events, store=store, publish_every_s=parse_seconds(publish_every),
         batch_size=batch_size, compact_every=compact_every, keep=keep,
         partial_after_s=None if full_batches_only else 0.05, until_offset=until_offset,
         idle_exit_s=idle_exit, metrics_port=metrics_port, threads=threads, device=device,
+        learning=OnlineLearning.parse(learn, dense_lr),
     )  # fmt: skip
     summary = run_online(cfg)
     err.print(
@@ -190,10 +197,16 @@ def replay(
     end: DateOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write metrics JSON")] = None,
     batch_size: int = 512,
+    learn: Annotated[
+        str,
+        typer.Option(help="embedding tables learned online, comma-separated ('none': no table)"),
+    ] = "item,wide_item",
+    dense_lr: Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")] = 0.0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Stream a historical window through the online trainer: online vs frozen metrics."""
     from reelrec.online.replay import ReplayConfig, replay_command
+    from reelrec.online.trainer import OnlineLearning
 
     replay_command(
         ReplayConfig(
@@ -204,6 +217,7 @@ def replay(
             end=end,
             json_out=json_out,
             batch_size=batch_size,
+            learning=OnlineLearning.parse(learn, dense_lr),
             device=device,
         )  # fmt: skip
     )

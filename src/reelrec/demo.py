@@ -119,7 +119,7 @@ class FeedPolicy:
 
 class OnlineFeedPolicy(FeedPolicy):
     """The same feed, plus the online trainer: every reaction is first predicted, then
-    learned from (fused embedding rows, dense layers, trending), so new videos and trending
+    learned from (the videos' embedding and bias rows, trending), so new videos and trending
     topics reach the ranker within the live window instead of at the next retrain."""
 
     def __init__(self, model: FeedBundle, world: World, candidates: int = 200) -> None:

@@ -16,24 +16,28 @@ import torch
 
 from reelrec.data.records import Event
 from reelrec.online.publish import resume
+from reelrec.online.trainer import OnlineLearning
 from reelrec.serve.eventlog import EventLog
 from reelrec.store.versions import ModelStore
 
 BATCH = 64
+# More than the default learns, dense layers included, so Adam's state is checked too.
+LEARN = OnlineLearning(("item", "wide_item", "author", "fields"), dense_lr=1e-4)
 
 
 def _trainer(model: Path, events: Path, store: Path, *extra: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "reelrec.cli", "online", "--model", str(model),
            "--events", str(events), "--store", str(store), "--publish-every", "150ms",
            "--batch-size", str(BATCH), "--compact-every", "4", "--keep", "3",
-           "--full-batches-only", "--threads", "1", "--device", "cpu", *extra]  # fmt: skip
+           "--full-batches-only", "--threads", "1", "--device", "cpu",
+           "--learn", ",".join(LEARN.tables), "--dense-lr", str(LEARN.dense_lr), *extra]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _final_state(store: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     torch.set_num_threads(1)
-    trainer, _ = resume(ModelStore(store), torch.device("cpu"), {})
+    trainer, _ = resume(ModelStore(store), torch.device("cpu"), {"learning": LEARN})
     return trainer.checkpoint_files(), {"learned": trainer.learned, "offset": trainer.offset,
                                         "offset_sum": trainer.offset_sum}  # fmt: skip
 

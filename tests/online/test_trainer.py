@@ -15,6 +15,7 @@ from reelrec.models.api import UserContext
 from reelrec.models.bundle import DELTA_KIND, FeedBundle, load_feed_model
 from reelrec.online import OnlineConfig, parse_seconds, run_online
 from reelrec.online.publish import prune_chains, resume
+from reelrec.online.trainer import OnlineLearning, OnlineTrainer
 from reelrec.serve.eventlog import EventLog
 from reelrec.store.manifest import read_manifest
 from reelrec.store.versions import ModelStore
@@ -182,3 +183,68 @@ def test_parse_seconds_fails(bad: str) -> None:
 def test_online_config_bad_batch_size_fails(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="batch_size"):
         _config(model_dir, "x", tmp_path, batch_size=0)
+
+
+def _learn_once(
+    model_dir: Path, events: list[Event], learning: OnlineLearning, tmp: Path
+) -> OnlineTrainer:
+    log = EventLog(tmp / "learn.sqlite")
+    log.append(events)
+    trainer = OnlineTrainer(load_feed_model(model_dir), learning=learning)
+    trainer.learn(log.read(0, len(events)))
+    return trainer
+
+
+def _changed(trainer: OnlineTrainer, frozen: FeedBundle) -> dict[str, bool]:
+    """Per embedding table, and for the dense layers: did learning change anything?"""
+    out = {}
+    for name, table in trainer.ranker.embeddings.tables.items():
+        ids = table.ids()
+        twin = frozen.ranker.embeddings.tables[name]
+        known = twin.ids()
+        common = np.intersect1d(ids, known)
+        out[name] = not torch.equal(table.weights_of(common), twin.weights_of(common))
+    dense = dict(frozen.ranker.named_parameters())
+    out["dense"] = any(
+        not torch.equal(p, dense[n])
+        for n, p in trainer.ranker.named_parameters()
+        if not n.startswith("embeddings.")
+    )
+    return out
+
+
+def test_default_online_learning_updates_the_item_side_only(
+    model_dir: Path, live_events: list[Event], tmp_path: Path
+) -> None:
+    trainer = _learn_once(model_dir, live_events[:400], OnlineLearning(), tmp_path)
+    changed = _changed(trainer, load_feed_model(model_dir))
+    assert changed["item"] and changed["wide_item"]
+    held = {k for k in changed if k not in ("item", "wide_item")}
+    assert held >= {"user", "wide_user", "author", "fields", "dense"}
+    assert not any(changed[k] for k in held), {k: changed[k] for k in held}
+
+
+def test_dense_lr_and_more_tables_learn_when_asked(
+    model_dir: Path, live_events: list[Event], tmp_path: Path
+) -> None:
+    learning = OnlineLearning.parse("item,author,fields", dense_lr=1e-3)
+    changed = _changed(
+        _learn_once(model_dir, live_events[:400], learning, tmp_path), load_feed_model(model_dir)
+    )
+    assert changed["item"] and changed["author"] and changed["fields"] and changed["dense"]
+    assert not changed["wide_item"] and not changed["user"]
+
+
+def test_learning_nothing_still_predicts_and_advances(
+    model_dir: Path, live_events: list[Event], tmp_path: Path
+) -> None:
+    trainer = _learn_once(model_dir, live_events[:200], OnlineLearning.parse("none", 0.0), tmp_path)
+    assert trainer.learned == 200 and trainer.metrics.seen == 200
+    assert not any(_changed(trainer, load_feed_model(model_dir)).values())
+
+
+def test_online_learning_refuses_unknown_tables_and_negative_rates(model_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="itme"):
+        OnlineTrainer(load_feed_model(model_dir), learning=OnlineLearning(("itme",)))
+    with pytest.raises(ConfigError, match="dense_lr"):
+        OnlineLearning(dense_lr=-1.0)

@@ -9,7 +9,7 @@ what learning from the stream buys, nothing else.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from reelrec.errors import ConfigError, DataError
 from reelrec.eval.metrics import LabelMetrics
 from reelrec.models.bundle import load_feed_model
 from reelrec.online.metrics import ProgressiveMetrics
-from reelrec.online.trainer import OnlineTrainer
+from reelrec.online.trainer import OnlineLearning, OnlineTrainer
 from reelrec.serve.eventlog import LogBatch
 from reelrec.store.atomic import atomic_write_json
 from reelrec.train.loop import predict
@@ -44,7 +44,7 @@ class ReplayConfig:
     end: str | None = None
     json_out: Path | None = None
     batch_size: int = 512
-    lr: float = 1e-4  # dense Adam: small, a fresh Adam would jolt a converged model
+    learning: OnlineLearning = field(default_factory=OnlineLearning)
     device: str = "auto"
     seed: int = 0
 
@@ -71,14 +71,18 @@ class ReplayResult:
 
 
 def replay(
-    events: Any, model: Path, device: torch.device, batch_size: int = 512, lr: float = 1e-4
+    events: Any,
+    model: Path,
+    device: torch.device,
+    batch_size: int = 512,
+    learning: OnlineLearning | None = None,
 ) -> ReplayResult:
     """Events (EVENT_SCHEMA, time order) through an online and a frozen copy of `model`."""
     online = load_feed_model(model, device)
     frozen = load_feed_model(model, device)
     tasks = online.builder.config_.tasks
     trainer = OnlineTrainer(
-        online, lr=lr, device=device, metrics=ProgressiveMetrics(tasks, keep_all=True)
+        online, learning=learning, device=device, metrics=ProgressiveMetrics(tasks, keep_all=True)
     )
     frozen_metrics = ProgressiveMetrics(tasks, keep_all=True)
     t0 = time.perf_counter()
@@ -108,7 +112,7 @@ def replay_command(cfg: ReplayConfig) -> ReplayResult:
     data = load_dataset(cfg.dataset, cfg.data, cfg.start, cfg.end)
     if data.events.num_rows == 0:
         raise DataError(cfg.data, f"no events between {cfg.start} and {cfg.end}")
-    result = replay(data.events, cfg.model, device, cfg.batch_size, cfg.lr)
+    result = replay(data.events, cfg.model, device, cfg.batch_size, cfg.learning)
     if cfg.json_out is not None:
         atomic_write_json(result.to_json(), cfg.json_out)
     table = Table(title=f"reelrec replay: {result.events:,} events, progressive validation")

@@ -18,7 +18,7 @@ from reelrec.errors import ConfigError
 from reelrec.online.log import EventSource, LogBatch, RedisStreamLog, open_source
 from reelrec.online.metrics import TrainerMetrics
 from reelrec.online.publish import Lineage, clean_temp, ensure_base, prune_chains, publish, resume
-from reelrec.online.trainer import OnlineTrainer
+from reelrec.online.trainer import OnlineLearning, OnlineTrainer
 from reelrec.store.versions import ModelStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class OnlineConfig:
     store: Path
     publish_every_s: float = 2.0
     batch_size: int = 512
-    lr: float = 1e-4  # dense Adam: small, a fresh Adam would jolt a converged model
+    learning: OnlineLearning = field(default_factory=OnlineLearning)
     compact_every: int = 20
     keep: int = 30
     partial_after_s: float | None = 0.05
@@ -75,7 +75,7 @@ class OnlineConfig:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("publish_every_s", "batch_size", "lr", "compact_every", "keep", "poll_s"):
+        for name in ("publish_every_s", "batch_size", "compact_every", "keep", "poll_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be > 0")
         if self.threads is not None and self.threads < 1:
@@ -151,7 +151,7 @@ def run_online(
     store = ModelStore(cfg.store)
     clean_temp(store)
     ensure_base(store, cfg.model)
-    trainer, lineage = resume(store, device, {"lr": cfg.lr})
+    trainer, lineage = resume(store, device, {"learning": cfg.learning})
     source = source or open_source(cfg.events, cfg.consumer)
     metrics = TrainerMetrics()
     if cfg.metrics_port is not None:

@@ -17,6 +17,7 @@ trainer restored from it continues bit-identically on the same device and thread
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from reelrec.device import autocast
-from reelrec.errors import IntegrityError
+from reelrec.errors import ConfigError, IntegrityError
 from reelrec.features.history import ServingState
 from reelrec.models.bundle import FeedBundle
 from reelrec.models.retrieval import TrendingRetriever
@@ -40,7 +41,45 @@ CHECKPOINT_FILES = (
 )
 
 
-USER_TABLES = ("user", "wide_user")
+@dataclass(frozen=True)
+class OnlineLearning:
+    """What the online trainer updates from the stream.
+
+    The default learns the item side only: each video's own embedding and bias rows, which is
+    what goes stale first (new uploads, trends). It leaves alone everything that one user's
+    own reactions update and that comes back in that same user's later predictions: their id
+    rows, their profile-field rows (some fields nearly identify a user), the authors they keep
+    watching, and the shared dense layers. Learning those makes the model chase each user's
+    last few reactions, and a user's reaction rate regresses to their mean. Measured in a
+    KuaiRand replay, learning everything raised AUC by .003-.018 but lowered GAUC, the
+    ranking within each user's feed, by .01-.03. `dense_lr > 0` turns dense learning on.
+
+    Args:
+        tables: embedding tables whose rows learn online (the others are held as trained).
+        dense_lr: Adam learning rate of the dense layers; 0 holds them (Monolith, likewise,
+            syncs sparse rows within minutes and dense weights daily).
+    """
+
+    tables: tuple[str, ...] = ("item", "wide_item")
+    dense_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.dense_lr >= 0:
+            raise ConfigError(f"dense_lr={self.dense_lr}: must be >= 0")
+
+    @classmethod
+    def parse(cls, tables: str, dense_lr: float) -> OnlineLearning:
+        """From the CLI: `--learn item,wide_item` ('' or 'none' learns no table)."""
+        names = () if tables.strip().lower() in ("", "none") else tables.split(",")
+        return cls(tuple(n.strip() for n in names), dense_lr)
+
+    def check(self, known: list[str]) -> None:
+        """Refuse table names the model does not have (typos would silently learn less)."""
+        unknown = sorted(set(self.tables) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"online learning tables {unknown}: not in the model (it has {sorted(known)})"
+            )
 
 
 class OnlineTrainer:
@@ -49,7 +88,7 @@ class OnlineTrainer:
     Args:
         bundle: the model to continue (its ranker, builder, state and retrievers are used and
             updated in place).
-        lr: Adam learning rate of the dense layers.
+        learning: which tables and whether the dense layers learn (see `OnlineLearning`).
         device: where the ranker lives (the bundle's device).
         metrics: progressive-validation metrics to feed (default: a rolling window).
 
@@ -64,14 +103,26 @@ class OnlineTrainer:
         self,
         bundle: FeedBundle,
         *,
-        lr: float = 1e-4,
+        learning: OnlineLearning | None = None,
         device: torch.device | None = None,
         metrics: ProgressiveMetrics | None = None,
     ) -> None:
         self.bundle = bundle
         self.ranker = bundle.ranker
         self.device = device or torch.device("cpu")
-        self.optimizer = torch.optim.Adam(dense_parameters(self.ranker), lr=lr)
+        self.learning = learning or OnlineLearning()
+        tables = bundle.ranker.embeddings.tables
+        self.learning.check(list(tables))
+        for name, table in tables.items():
+            table.requires_update = name in self.learning.tables
+        dense = dense_parameters(self.ranker)
+        for p in dense:
+            p.requires_grad_(self.learning.dense_lr > 0)  # held layers: no weight gradients
+        self.optimizer = (
+            torch.optim.Adam(dense, lr=self.learning.dense_lr)
+            if self.learning.dense_lr > 0
+            else None
+        )
         self.metrics = metrics or ProgressiveMetrics(bundle.builder.config_.tasks)
         self.offset = 0
         self.learned = 0
@@ -79,11 +130,6 @@ class OnlineTrainer:
         self.trending = next(
             (r for r in bundle.retrievers if isinstance(r, TrendingRetriever)), None
         )
-        # The user's own id rows stay as trained: learning them event by event moves a user's
-        # scores with their last few reactions (regression to the mean), which scrambles the
-        # ranking within the user; item, author, field rows and dense layers keep learning.
-        for name in USER_TABLES:
-            bundle.ranker.embeddings.tables[name].requires_update = False
         self._touched_users: list[np.ndarray] = []
         self._touched_items: list[np.ndarray] = []
 
@@ -105,9 +151,12 @@ class OnlineTrainer:
         probs = out.probabilities().detach().cpu().numpy()
         assert frame.labels is not None and out.loss is not None
         self.metrics.update(frame.labels, probs, frame.user_id)
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()  # also applies the fused embedding-row updates
-        self.optimizer.step()
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        if out.loss.requires_grad:  # False when nothing learns (all tables and layers held)
+            out.loss.backward()  # also applies the fused embedding-row updates
+        if self.optimizer is not None:
+            self.optimizer.step()
         self.bundle.state = self.bundle.state.advance(state)
         if self.trending is not None:
             self.trending.partial_fit(events)
@@ -134,7 +183,7 @@ class OnlineTrainer:
     def checkpoint_files(self) -> dict[str, bytes]:
         """The exact trainer state (see module docstring), as safetensors files."""
         emb, meta = self.ranker.embeddings.state()
-        opt_state = self.optimizer.state_dict()["state"]
+        opt_state = self.optimizer.state_dict()["state"] if self.optimizer is not None else {}
         optim = {
             f"{i}.{k}": v.detach().cpu().contiguous()
             for i, st in opt_state.items()
@@ -155,19 +204,23 @@ class OnlineTrainer:
             emb_blob = files["trainer.embeddings.safetensors"]
             meta = json.loads(_metadata(emb_blob)["meta"])
             self.ranker.embeddings.load_state(st_load(emb_blob), meta)
-            optim = st_load(files["trainer.optim.safetensors"])
-            sd = self.optimizer.state_dict()
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in optim.items():
-                i, name = key.split(".", 1)
-                state.setdefault(int(i), {})[name] = value
-            self.optimizer.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+            self._restore_optimizer(st_load(files["trainer.optim.safetensors"]))
             self.bundle.state = ServingState.from_tensors(
                 st_load(files["trainer.state.safetensors"])
             )
         except (KeyError, ValueError, RuntimeError) as e:
             raise IntegrityError(f"trainer checkpoint: {type(e).__name__}: {e}") from e
         self.set_counters(counters)
+
+    def _restore_optimizer(self, optim: dict[str, torch.Tensor]) -> None:
+        if self.optimizer is None:
+            return  # dense layers held: a checkpoint's Adam moments (if any) are not needed
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in optim.items():
+            i, name = key.split(".", 1)
+            state.setdefault(int(i), {})[name] = value
+        groups = self.optimizer.state_dict()["param_groups"]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
 
     def set_counters(self, counters: dict[str, Any]) -> None:
         self.offset = int(counters.get("offset", 0))
