@@ -12,12 +12,11 @@ def _ev(item: int, user: int = 1, **labels: int) -> Event:
     return Event(user_id=user, item_id=item, timestamp_ms=0, **labels)
 
 
-def test_positive_rule() -> None:
+def test_positive_rule_is_the_trainers_long_view() -> None:
     assert is_positive(_ev(1, long_view=1))
-    assert is_positive(_ev(1, is_like=1))
-    assert is_positive(_ev(1, watch_ms=5_000, duration_ms=10_000))
-    assert not is_positive(_ev(1, watch_ms=4_999, duration_ms=10_000))
-    assert not is_positive(_ev(1, watch_ms=5_000))  # unknown duration: no ratio
+    # Other signals don't enter the history: the ranker trained on long-view histories.
+    assert not is_positive(_ev(1, is_like=1, is_share=1))
+    assert not is_positive(_ev(1, watch_ms=5_000, duration_ms=10_000))
 
 
 def test_events_feed_history_seen_and_blocks() -> None:
@@ -25,9 +24,9 @@ def test_events_feed_history_seen_and_blocks() -> None:
     store.record_events(
         [
             _ev(10, long_view=1),
-            _ev(11),
-            _ev(12, is_like=1),
-            _ev(13, is_share=1),
+            _ev(11, is_like=1),
+            _ev(12, long_view=1),
+            _ev(13, long_view=1, is_share=1),
             _ev(14, is_hate=1),
         ],
         author_of={14: 77},

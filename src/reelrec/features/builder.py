@@ -255,6 +255,7 @@ class FeatureBuilder:
         ts, users, items = col["timestamp_ms"], col["user_id"], col["item_id"]
         n = ts.size
         labels = np.stack([col[t] for t in cfg.tasks], axis=1) if cfg.tasks else np.zeros((n, 0))
+        # History = long views (serve/state.py is_positive has the twin rule for live events).
         positive = col["long_view"] > 0 if "long_view" in cfg.tasks else col["is_click"] > 0
         known_users = start.user_ids if start is not None else np.zeros(0, np.int64)
         known_items = start.item_ids if start is not None else np.zeros(0, np.int64)

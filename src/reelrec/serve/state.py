@@ -7,8 +7,9 @@ the feed's filters and by `UserContext.history`. In memory, per process, bounded
 Rules:
 - *seen* = served in a feed, or any event on the item; an item seen within `seen_ttl_s` is
   filtered out of the next feeds.
-- *history* (the ranker's sequence feature) = items with a positive signal: long_view, like,
-  follow, comment or share, or watched >= half of its duration.
+- *history* (the ranker's sequence feature) = items the user long-viewed (`long_view == 1`),
+  the same rule the feature builder trains with: a broader rule here would hand the ranker
+  histories unlike those it learned from.
 - *blocked authors*: explicit blocks, plus the author of any item the user marked `is_hate`
   (the "not interested" button).
 """
@@ -45,9 +46,8 @@ class UserSnapshot:
 
 
 def is_positive(event: Event) -> bool:
-    if event.long_view or event.is_like or event.is_follow or event.is_comment or event.is_share:
-        return True
-    return event.duration_ms > 0 and 2 * event.watch_ms >= event.duration_ms
+    """Enters the history (see the module docstring; features/builder.py has the twin rule)."""
+    return bool(event.long_view)
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
