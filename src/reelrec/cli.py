@@ -73,6 +73,9 @@ def train(
     device: DeviceOpt = "auto",
     epochs: Annotated[int, typer.Option(help="most epochs (early stopping on the tail)")] = 3,
     batch_size: int = 1024,
+    wide_warmup_epochs: Annotated[
+        int, typer.Option(help="epochs of the per-id bias part alone, first")
+    ] = 1,
     seed: int = 0,
 ) -> None:
     """Train the ranker and retrievers on a dataset; write a model directory."""
@@ -81,7 +84,7 @@ def train(
 
     cfg = TrainConfig(
         dataset=dataset, data=data, start=start, end=end, out=out, device=device,
-        epochs=epochs, batch_size=batch_size, seed=seed,
+        epochs=epochs, batch_size=batch_size, seed=seed, wide_warmup_epochs=wide_warmup_epochs,
     )  # fmt: skip
     train_command(cfg)
 

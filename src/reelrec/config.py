@@ -52,8 +52,9 @@ class TrainConfig:
     epochs: int = 3  # the most epochs; early stopping on the time-ordered tail may use fewer
     batch_size: int = 1024
     lr: float = 2e-3  # dense layers (Adam)
-    embedding_lr: float = 0.05  # embedding rows (row-wise Adagrad, fused)
-    wide_lr: float = 0.02  # the wide part's per-id biases (row-wise Adagrad)
+    embedding_lr: float = 0.02  # embedding rows (row-wise Adagrad, fused)
+    wide_lr: float = 0.05  # the wide part's per-id biases (row-wise Adagrad)
+    wide_warmup_epochs: int = 1  # the wide part alone first (see LoopConfig)
     embedding_dim: int = 16
     history_len: int = 20
     val_fraction: float = 0.1  # time-ordered tail used for early stopping
@@ -69,6 +70,8 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.wide_warmup_epochs < 0:
+            raise ConfigError(f"wide_warmup_epochs={self.wide_warmup_epochs}: must be >= 0")
 
 
 @dataclass

@@ -254,6 +254,15 @@ class Ranker(nn.Module):
                "wide_fields": sp["fields"]}  # fmt: skip
         return torch.stack(list(self.embeddings(KeyedJagged(ids), pooling="sum").values())).sum(0)
 
+    def forward_wide(self, batch: Batch) -> RankerOutput:
+        """The logistic-regression part alone, with its loss: the warm-up (see
+        `LoopConfig.wide_warmup_epochs`) that fits the per-id biases before the deep part
+        joins, which then learns what they leave unexplained."""
+        out = RankerOutput(logits=self.wide(batch)[:, : len(self.config.tasks)], watch=None)
+        if batch.labels is not None:
+            self._add_loss(out, batch.labels)
+        return out
+
     def forward(self, batch: Batch) -> RankerOutput:
         x0 = self.features(batch)
         h = self.bottom(self.cross(x0))  # (B, bottom_dim)

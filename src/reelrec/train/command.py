@@ -4,7 +4,7 @@ the time-ordered tail), fit the retrievers, write a verified model directory."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +106,12 @@ def train_bundle(
         embedding_dim=cfg.embedding_dim,
     )
     tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed, cfg.wide_lr)
-    loop = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress)
+    loop = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress,
+                      wide_warmup_epochs=cfg.wide_warmup_epochs)  # fmt: skip
     probe = _choose_epochs(data, builder, ranker_cfg, tables, loop, cfg.val_fraction, device)
     # The final model learns from the whole window, the most recent days included.
     ranker = make_ranker(ranker_cfg, tables, device)
-    final_loop = LoopConfig(
-        probe.best_epoch or cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress
-    )
+    final_loop = replace(loop, epochs=probe.best_epoch or cfg.epochs)
     history = fit(ranker, frame, None, final_loop, device)
     history.val_auc = probe.val_auc
     history.best_epoch = final_loop.epochs
