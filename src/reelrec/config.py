@@ -52,8 +52,8 @@ class TrainConfig:
     epochs: int = 3  # the most epochs; early stopping on the time-ordered tail may use fewer
     batch_size: int = 1024
     lr: float = 2e-3  # dense layers (Adam)
-    embedding_lr: float = 0.02  # embedding rows (row-wise Adagrad, fused)
-    wide_lr: float = 0.05  # the wide part's per-id biases (row-wise Adagrad)
+    embedding_lr: float = 0.05  # embedding rows (row-wise Adagrad, fused)
+    wide_lr: float = 0.02  # the wide part's per-id biases (row-wise Adagrad)
     wide_warmup_epochs: int = 1  # the wide part alone first (see LoopConfig)
     embedding_dim: int = 16
     history_len: int = 20
