@@ -200,6 +200,9 @@ def replay(
     end: DateOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write metrics JSON")] = None,
     batch_size: int = 512,
+    bootstrap: Annotated[
+        int, typer.Option(help="paired user-bootstrap replicates for the gains (0: none)")
+    ] = 200,
     learn: Annotated[
         str,
         typer.Option(help="embedding tables learned online, comma-separated ('none': no table)"),
@@ -220,6 +223,7 @@ def replay(
             end=end,
             json_out=json_out,
             batch_size=batch_size,
+            bootstrap=bootstrap,
             learning=OnlineLearning.parse(learn, dense_lr),
             device=device,
         )  # fmt: skip

@@ -173,3 +173,30 @@ def test_movielens_train_and_evaluate(tmp_path: Path) -> None:
                               "--start", "20220429", "--json", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert set(json.loads(out.read_text())["labels"]) == {"long_view", "is_like"}
+
+
+def test_replay_reports_online_frozen_and_their_gains(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, model = trained
+    out = tmp_path / "replay.json"
+    res = runner.invoke(app, ["replay", "--dataset", "kuairand", "--data", str(data), "--model", str(model),
+                              "--start", "20220429", "--json", str(out), "--bootstrap", "30"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    assert result["events"] > 100
+    for label, gains in result["gain"].items():
+        for metric in ("auc", "gauc", "logloss"):
+            g = gains[metric]
+            # The point gain is online minus frozen; the interval is an interval.
+            diff = result["online"][label][metric] - result["frozen"][label][metric]
+            assert g["gain"] == pytest.approx(diff, abs=1e-9)
+            assert g["low"] <= g["high"]
+    assert "long_view" in result["gain"]
+
+
+def test_replay_bad_bootstrap_exits_2(trained: tuple[Path, Path]) -> None:
+    data, model = trained
+    res = runner.invoke(app, ["replay", "--dataset", "kuairand", "--data", str(data), "--model", str(model),
+                              "--bootstrap", "-1"])  # fmt: skip
+    assert res.exit_code == 2 and "bootstrap" in res.output

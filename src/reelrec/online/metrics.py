@@ -59,15 +59,21 @@ class ProgressiveMetrics:
             for i, t in enumerate(self.tasks)
         }
 
+    def everything(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labels (N, T), predictions (N, T) and users (N,) of every event seen (keep_all)."""
+        if not self.keep_all:
+            raise ValueError("ProgressiveMetrics keeps every prediction only with keep_all=True")
+        if not self._all:
+            empty = np.zeros((0, len(self.tasks)), np.float32)
+            return empty, empty, np.zeros(0, np.int64)
+        y, p, users = (np.concatenate([a[i] for a in self._all]) for i in range(3))
+        return y, p, users
+
     def summary(self) -> dict[str, LabelMetrics]:
         """AUC, GAUC and logloss per task over every event seen (needs keep_all)."""
-        if not self.keep_all:
-            raise ValueError("ProgressiveMetrics.summary needs keep_all=True")
-        if not self._all:
+        y, p, users = self.everything()
+        if y.shape[0] == 0:
             return {}
-        y = np.concatenate([a[0] for a in self._all])
-        p = np.concatenate([a[1] for a in self._all])
-        users = np.concatenate([a[2] for a in self._all])
         return label_metrics(
             {t: y[:, i] for i, t in enumerate(self.tasks)},
             {t: p[:, i] for i, t in enumerate(self.tasks)},
