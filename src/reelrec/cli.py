@@ -26,6 +26,11 @@ F = TypeVar("F", bound=Callable[..., object])
 
 DeviceOpt = Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|npu[:N]|xpu|mps")]
 DateOpt = Annotated[str | None, typer.Option(help="YYYYMMDD, inclusive")]
+# What the online trainer learns (reelrec.online.trainer.OnlineLearning).
+LearnOpt = Annotated[
+    str, typer.Option(help="embedding tables learned online, comma-separated ('none': no table)")
+]
+DenseLrOpt = Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")]
 
 
 def user_errors(fn: F) -> F:
@@ -165,11 +170,8 @@ def online(
     idle_exit: Annotated[float | None, typer.Option(help="stop after N idle seconds")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
-    learn: Annotated[
-        str,
-        typer.Option(help="embedding tables learned online, comma-separated ('none': no table)"),
-    ] = "item,wide_item",
-    dense_lr: Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")] = 0.0,
+    learn: LearnOpt = "item,wide_item",
+    dense_lr: DenseLrOpt = 0.0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Learn from the event log online; publish delta versions to a model store."""
@@ -203,11 +205,8 @@ def replay(
     bootstrap: Annotated[
         int, typer.Option(help="paired user-bootstrap replicates for the gains (0: none)")
     ] = 200,
-    learn: Annotated[
-        str,
-        typer.Option(help="embedding tables learned online, comma-separated ('none': no table)"),
-    ] = "item,wide_item",
-    dense_lr: Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")] = 0.0,
+    learn: LearnOpt = "item,wide_item",
+    dense_lr: DenseLrOpt = 0.0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Stream a historical window through the online trainer: online vs frozen metrics."""
