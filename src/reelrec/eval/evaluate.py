@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from rich.console import Console
 from rich.table import Table
 
@@ -83,8 +82,9 @@ def evaluate_bundle(
         raise DataError("--start/--end", "no rows in the evaluation window")
     events, is_window = merge_in_time(history.events, window.events)
     builder = FeatureBuilder.from_config(bundle.builder.config_, window.items, window.users)
-    cutoff = int(pc.min(window.events.column("timestamp_ms")).as_py())
-    frame, _ = builder.transform(events, freeze_users_from_ms=cutoff)
+    # The window's rows are what a model trained on the history scores: users' counters
+    # hold as of the cut-off (each user's first window row), as the server's would.
+    frame, _ = builder.transform(events, after_cutoff=is_window)
     test = frame.take(np.flatnonzero(is_window))
     probs, watch = predict(bundle.ranker, test, batch_size, bundle.device)
     tasks = bundle.builder.config_.tasks

@@ -233,22 +233,23 @@ class FeatureBuilder:
         self,
         events: pa.Table,
         start: ServingState | None = None,
-        freeze_users_from_ms: int | None = None,
+        after_cutoff: np.ndarray | bool = False,
     ) -> tuple[FeatureFrame, ServingState]:
         """Features for `events` (sorted by time) and the state after them.
 
         Histories and counters continue from `start` (e.g. a model's state at the end of its
-        training data); without it they are built from these events alone. User counters hold
-        still from `freeze_users_from_ms` on (a model's training cut-off; see history.py).
+        training data); without it they are built from these events alone. On the rows
+        `after_cutoff` ((N,) bool, or True for all) the user counters hold at their values as
+        of the model's training cut-off (see history.py).
         """
-        return self._transform(events, True, start, freeze_users_from_ms)
+        return self._transform(events, True, start, after_cutoff)
 
     def _transform(
         self,
         events: pa.Table,
         standardise: bool,
         start: ServingState | None = None,
-        freeze_users_from_ms: int | None = None,
+        after_cutoff: np.ndarray | bool = False,
     ) -> tuple[FeatureFrame, ServingState]:
         cfg = self._check()
         col = {name: events.column(name).to_numpy() for name in events.column_names}
@@ -268,7 +269,7 @@ class FeatureBuilder:
         causal, state = causal_features(
             ts, user_local, item_local, positive, labels, uniq_users.size, uniq_items.size,
             cfg.history_len, start.to_local(uniq_users, uniq_items) if start is not None else None,
-            freeze_users_from_ms,
+            after_cutoff,
         )  # fmt: skip
         hist_item = np.where(causal.hist >= 0, uniq_items[np.maximum(causal.hist, 0)], -1)
         item_pos = self.catalog_.positions(items)

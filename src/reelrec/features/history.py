@@ -41,10 +41,13 @@ class CausalFeatures:
     item_pos: np.ndarray  # (N, T)
 
 
+FROZEN = -2  # snap_day of a user whose counters hold still (-1: no snapshot yet)
+
+
 @numba.njit(cache=True, nogil=True)
 def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_pos, item_n,
                  item_pos, out_hist, out_user_n, out_user_pos, out_item_n, out_item_pos,
-                 snap_day, snap_n, snap_pos, freeze_ms):  # fmt: skip
+                 snap_day, snap_n, snap_pos, frozen):  # fmt: skip
     n = ts.shape[0]
     L = hist.shape[1]
     T = labels.shape[1]
@@ -59,10 +62,10 @@ def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_
             h = hist_len[u]
             for s in range(L):
                 out_hist[k, s] = hist[u, s] if s < h else -1
-            day = ts[k] // day_ms
-            # The user's counters as of the start of the event's day, and never later than
-            # freeze_ms: from then on they hold still (see causal_features).
-            if snap_day[u] != day and (ts[k] < freeze_ms or snap_day[u] < 0):
+            # The user's counters as of the start of the event's day; on rows after the
+            # cut-off, as of the user's first such row, then they hold still.
+            day = FROZEN if frozen[k] else ts[k] // day_ms
+            if snap_day[u] != day and snap_day[u] != FROZEN:
                 snap_day[u] = day
                 snap_n[u] = user_n[u]
                 for t in range(T):
@@ -101,16 +104,17 @@ def causal_features(
     n_items: int,
     history_len: int,
     start: CausalState | None = None,
-    freeze_users_from_ms: int | None = None,
+    after_cutoff: np.ndarray | bool = False,
 ) -> tuple[CausalFeatures, CausalState]:
     """Run the causal pass. `user`/`item` are local indices (0..n-1), events sorted by ts.
 
     `positive` (N,) bool marks events that enter the history; `labels` (N, T) int counts.
     `start` continues from an earlier state (its arrays must be sized n_users / n_items).
 
-    User counters are snapshots taken at the start of each day, and from
-    `freeze_users_from_ms` on they stop moving: a model scores a user's events after its
-    training cut-off with the user's counters as of that cut-off, as a server does. Counters
+    User counters are snapshots taken at the start of each day. On rows `after_cutoff` (N,)
+    bool, or True for all, they stop moving: a model scores a user's events after its
+    training cut-off with the user's counters as of that cut-off, i.e. just before the
+    user's first such row, as a server does from the model's state. Counters
     that move with a user's last reactions swing the ranking *within* that user with
     regression to the mean (measured on KuaiRand: per-user AUC 0.23-0.33 for the user's own
     rates), while held still they only set the user's level.
@@ -143,7 +147,7 @@ def causal_features(
         out.hist, out.user_n, out.user_pos, out.item_n, out.item_pos,
         np.full(n_users, -1, np.int64), np.zeros(n_users, np.int64),
         np.zeros((n_users, n_tasks), np.int64),
-        np.int64(freeze_users_from_ms if freeze_users_from_ms is not None else np.iinfo(np.int64).max),
+        np.ascontiguousarray(np.broadcast_to(np.asarray(after_cutoff, dtype=np.bool_), (n,))),
     )  # fmt: skip
     return out, state
 

@@ -260,7 +260,7 @@ class FeedBundle:
         """Features of later events, continuing from this model's state, with the users'
         counters held at their values as of the model's training cut-off (as `evaluate`
         and `rank` see them)."""
-        return self.builder.transform(events, self.state, freeze_users_from_ms=0)
+        return self.builder.transform(events, self.state, after_cutoff=True)
 
     def _read(self, name: str) -> bytes:
         return read_file(self.path, self.manifest, name)

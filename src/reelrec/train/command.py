@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -145,16 +146,17 @@ def _choose_epochs(data: Interactions, builder: FeatureBuilder, ranker_cfg: Rank
                    loop: LoopConfig, val_fraction: float, device: torch.device) -> TrainHistory:  # fmt: skip
     """Early stopping on the time-ordered tail: train on the head, watch the tail's AUC.
 
-    The tail's user counters hold still from its first event, as they would for a model
-    trained up to there (see features/history.py). Returns the probe's history; with one
+    The tail's user counters hold as of the head's end, as they would for a model trained up
+    to there (see features/history.py). Returns the probe's history; with one
     epoch or no tail there is nothing to choose.
     """
     n_val = int(data.events.num_rows * val_fraction)
     if loop.epochs == 1 or n_val == 0:
         return TrainHistory(best_epoch=loop.epochs)
     n_head = data.events.num_rows - n_val
-    cut = int(data.events.column("timestamp_ms")[n_head].as_py())
-    frame, _ = builder.transform(data.events, freeze_users_from_ms=cut)
+    frame, _ = builder.transform(
+        data.events, after_cutoff=np.arange(data.events.num_rows) >= n_head
+    )
     probe = make_ranker(ranker_cfg, tables, device)
     return fit(probe, frame.take(slice(0, n_head)), frame.take(slice(n_head, None)), loop, device)
 
