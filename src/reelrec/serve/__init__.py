@@ -43,8 +43,9 @@ def run_server(
 ) -> None:  # fmt: skip
     """Serve feeds on uvicorn. `model` is one model directory or a model store root.
 
-    With workers > 1 each worker process has its own user state and metrics (the event log
-    is shared: SQLite serialises the writers, offsets stay monotonic). `events_stream`
+    With workers > 1 each worker process has its own metrics and user state, which it keeps
+    in step with the shared event log (serve/follow.py: SQLite serialises the writers,
+    offsets stay monotonic, each worker applies every worker's events). `events_stream`
     (redis://...) also appends accepted events to a Redis Stream shared across machines.
     """
     import uvicorn
@@ -74,6 +75,7 @@ def run_server(
         return
     os.environ["REELREC_MODEL"] = str(Path(model).resolve())
     os.environ["REELREC_EVENTS_DB"] = str(Path(events_db).resolve())
+    os.environ["REELREC_FOLLOW_LOG"] = "1"
     if events_stream is not None:
         os.environ["REELREC_EVENTS_STREAM"] = events_stream
     uvicorn.run(

@@ -19,6 +19,7 @@ from reelrec.device import resolve_device
 from reelrec.errors import IntegrityError
 from reelrec.serve.deps import EventStream, Runtime
 from reelrec.serve.eventlog import EventLog
+from reelrec.serve.follow import LogFollower
 from reelrec.serve.metrics import ServerMetrics
 from reelrec.serve.middleware import BodyLimitMiddleware, MetricsMiddleware
 from reelrec.serve.pipeline import PipelineConfig, RerankConfig
@@ -143,6 +144,9 @@ def create_app(settings: Settings) -> FastAPI:
         if runtime.events.closed:  # the app is being started again after a shutdown
             runtime.events = EventLog(settings.events_db)
             runtime.stream = open_event_stream(settings)
+        # Live state starts empty, except the author blocks: users made those for good.
+        runtime.follower = LogFollower(events_after=runtime.events.last_offset())
+        runtime.follower.catch_up(runtime)
         first = runtime.holder.check_now()
         if first.refused and runtime.holder.store is None:
             # One model directory and it does not load: nothing to serve, fail loudly.

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelrec.data.records import Event
 from reelrec.serve.eventlog import EventLog
+from reelrec.serve.follow import LogFollower
 from reelrec.serve.metrics import ServerMetrics
 from reelrec.serve.settings import Settings
 from reelrec.serve.state import UserStateStore
@@ -41,6 +42,12 @@ class Runtime:
     users: UserStateStore
     metrics: ServerMetrics
     stream: EventStream | None = None  # None: the SQLite event log only
+    follower: LogFollower | None = None  # set when the app starts
+
+    def catch_up(self) -> None:
+        """With `settings.follow_log`: apply the other workers' new events and blocks."""
+        if self.settings.follow_log and self.follower is not None:
+            self.follower.catch_up(self)
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -10,6 +10,8 @@ Durability: `synchronous=FULL` makes every commit fsync the WAL, so when `append
 events survive a power cut. One POST is one transaction (one fsync), not one per event.
 
 Refused events go to the `dead_letters` table with the reason and the raw JSON payload.
+Author blocks (`POST /v1/blocks`) go to the `blocks` table: they outlive a restart and reach
+every worker (serve/follow.py).
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     field TEXT,
     message TEXT NOT NULL,
     payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    author_id INTEGER NOT NULL
 );
 """
 HOUR_MS = 3_600_000
@@ -171,7 +179,25 @@ class EventLog:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def append_block(self, user_id: int, author_id: int) -> int:
+        """Keep one author block (fsync'd); its id, increasing like the event offsets."""
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO blocks (received_ms, user_id, author_id) VALUES (?, ?, ?)",
+                (int(time.time() * 1000), int(user_id), int(author_id)),
+            )
+        return int(cur.lastrowid or 0)
+
     # ------------------------------------------------------------------ reading
+    def read_blocks(self, after_id: int = 0, limit: int = 10_000) -> np.ndarray:
+        """Blocks with id > `after_id` in id order: (N, 3) int64 rows of id, user, author."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, user_id, author_id FROM blocks WHERE id > ? ORDER BY id LIMIT ?",
+                (int(after_id), int(limit)),
+            ).fetchall()
+        return np.array(rows, dtype=np.int64).reshape(len(rows), 3)
+
     def read(self, after_offset: int = 0, limit: int = 10_000) -> LogBatch:
         """Events with offset > `after_offset`, in offset order, at most `limit` of them."""
         if limit < 1:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     candidates: int = Field(default=500, ge=1, le=10_000, description="ranked per request")
 
     # Per-user live state.
+    # Several workers share the event log: each applies every worker's events and blocks to
+    # its user state, reading the log (serve/follow.py). `run_server --workers N` sets it.
+    follow_log: bool = False
     max_users: int = Field(default=100_000, ge=1)
     history_len: int = Field(default=50, ge=1, le=10_000)
     seen_len: int = Field(default=2_000, ge=1, le=100_000)

@@ -88,15 +88,31 @@ class UserStateStore:
 
     def record_events(self, events: list[Event], author_of: dict[int, int], now_ms: int) -> None:
         """Apply accepted events. `author_of` maps item -> author for `is_hate` blocks."""
+        self.record_columns(
+            np.fromiter((e.user_id for e in events), np.int64, len(events)),
+            np.fromiter((e.item_id for e in events), np.int64, len(events)),
+            np.fromiter((is_positive(e) for e in events), np.bool_, len(events)),
+            np.fromiter((bool(e.is_hate) for e in events), np.bool_, len(events)),
+            author_of,
+            now_ms,
+        )
+
+    def record_columns(
+        self, user_ids: np.ndarray, item_ids: np.ndarray, positive: np.ndarray,
+        hated: np.ndarray, author_of: dict[int, int], now_ms: int,
+    ) -> None:  # fmt: skip
+        """`record_events` on columns (N,) each: events as read back from the event log."""
+        rows = zip(user_ids.tolist(), item_ids.tolist(), positive.tolist(), hated.tolist(),
+                   strict=True)  # fmt: skip
         with self._lock:
-            for e in events:
-                state = self._get(e.user_id)
-                state.seen_ids.append(e.item_id)
+            for user, item, pos, hate in rows:
+                state = self._get(user)
+                state.seen_ids.append(item)
                 state.seen_ms.append(now_ms)
-                if is_positive(e):
-                    state.history.append(e.item_id)
-                if e.is_hate and e.item_id in author_of:
-                    state.blocked_authors.add(author_of[e.item_id])
+                if pos:
+                    state.history.append(item)
+                if hate and item in author_of:
+                    state.blocked_authors.add(author_of[item])
 
     def record_served(self, user_id: int, item_ids: np.ndarray, now_ms: int) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ from reelrec.serve.deps import (
     UsersDep,
 )
 from reelrec.serve.eventlog import DeadLetter
+from reelrec.serve.follow import hated_authors
 from reelrec.serve.metrics import ServerMetrics
 from reelrec.serve.schemas import (
     BlockRequest,
@@ -61,17 +62,6 @@ def validate_events(raw: list[Any]) -> tuple[list[Event], list[DeadLetter]]:
             field = where if first["loc"] else None
             dead.append(DeadLetter(i, first["type"], message, obj, field))
     return valid, dead
-
-
-def _authors(runtime: RuntimeDep, events: list[Event]) -> dict[int, int]:
-    """item -> author for the hated items (to block their authors), from the served catalog."""
-    served = runtime.holder.current
-    hated = np.array([e.item_id for e in events if e.is_hate], dtype=np.int64)
-    if served is None or hated.size == 0:
-        return {}
-    catalog = served.pipeline.model.catalog
-    pos = catalog.positions(hated)
-    return {int(i): int(catalog.author_id[p]) for i, p in zip(hated, pos, strict=True) if p >= 0}
 
 
 def _append_to_stream(
@@ -107,7 +97,11 @@ def post_events(
     events_log.append_dead(dead)
     # Before the user state: a 503 here is retried, and the retry should count once there.
     _append_to_stream(stream, valid, offsets, metrics)
-    users.record_events(valid, _authors(runtime, valid), int(time.time() * 1000))
+    if runtime.settings.follow_log:
+        runtime.catch_up()  # this batch and the other workers' events, in log order
+    else:
+        hated = np.array([e.item_id for e in valid if e.is_hate], dtype=np.int64)
+        users.record_events(valid, hated_authors(runtime, hated), int(time.time() * 1000))
     metrics.events_accepted.inc(len(valid))
     for letter in dead:
         metrics.events_rejected.labels(letter.reason).inc()
@@ -123,7 +117,14 @@ def post_events(
 
 
 @router.post("/blocks", response_model=BlockResponse, responses={422: {"model": ErrorResponse}})
-def post_block(body: BlockRequest, users: UsersDep) -> BlockResponse:
-    """Block an author for a user: their items no longer appear in the user's feeds."""
-    users.block_author(body.user_id, body.author_id)
+def post_block(
+    body: BlockRequest, runtime: RuntimeDep, events_log: EventLogDep, users: UsersDep
+) -> BlockResponse:
+    """Block an author for a user: their items no longer appear in the user's feeds (kept in
+    the event log: the block outlives a restart and reaches every worker)."""
+    events_log.append_block(body.user_id, body.author_id)
+    if runtime.settings.follow_log:
+        runtime.catch_up()
+    else:
+        users.block_author(body.user_id, body.author_id)
     return BlockResponse(user_id=body.user_id, author_id=body.author_id, blocked=True)

@@ -84,6 +84,7 @@ def get_feed(
 ) -> FeedResponse:
     """A feed page: retrieve, filter, rank and re-rank; unknown users get a cold-start page."""
     shed_if_queued_too_long(request, runtime)
+    runtime.catch_up()  # several workers: the others' events for this user, first
     now_ms = int(time.time() * 1000)
     snapshot = users.snapshot(query.user_id, now_ms)
     result = served.pipeline.recommend(query.user_id, query.n, snapshot, now_ms, query.tab)
