@@ -96,6 +96,18 @@ def train(
 
 @app.command()
 @user_errors
+def export(
+    model: Annotated[Path, typer.Option(help="model directory written by `reelrec train`")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write")],
+) -> None:
+    """Export the ranker to ONNX (for ONNX Runtime) and check it against the torch ranker."""
+    from reelrec.models.export import export_command
+
+    export_command(model, out)
+
+
+@app.command()
+@user_errors
 def evaluate(
     model: Annotated[Path, typer.Option(help="model directory written by `reelrec train`")],
     dataset: Annotated[DatasetName, typer.Option(help="input format")],

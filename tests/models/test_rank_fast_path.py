@@ -9,11 +9,9 @@ REAL model (simulated world, real trainer) and on a small fresh ranker.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 
 from reelrec.features import FeatureBuilder
@@ -23,22 +21,6 @@ from reelrec.models.ranker import MMoE, RankerConfig, TargetAttention, shares_hi
 from tests.conftest import make_interactions
 
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from reelrec.config import TrainConfig
-    from reelrec.models import load_feed_model
-    from reelrec.sim import SimConfig, write_logs
-    from reelrec.train import train_command
-
-    sim = tmp_path_factory.mktemp("sim")
-    write_logs(SimConfig(users=120, videos=500, days=2, seed=5), sim)
-    out: Path = tmp_path_factory.mktemp("models") / "model"
-    train_command(
-        TrainConfig(dataset="sim", data=sim, out=out, device="cpu", epochs=1, batch_size=512)  # type: ignore[arg-type]
-    )
-    return load_feed_model(out)
 
 
 def straightforward_rank(model: Any, user: UserContext, item_ids: np.ndarray) -> dict[str, Any]:

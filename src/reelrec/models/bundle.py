@@ -278,11 +278,8 @@ class FeedBundle:
         tensors = st_load(data)
         return cls.from_state(tensors, entry["meta"], items)  # type: ignore[no-any-return]
 
-    @torch.inference_mode()
-    def rank(self, user: UserContext, item_ids: np.ndarray) -> RankOutput:
-        """Score K candidates of one user. The history is the same for all K, so the batch
-        carries it once (`shares_history`): the ranker embeds it once and attends densely."""
-        item_ids = np.asarray(item_ids, dtype=np.int64)
+    def candidate_frame(self, user: UserContext, item_ids: np.ndarray) -> FeatureFrame:
+        """Features of K candidates for one user, as the server ranks them (one row each)."""
         k = item_ids.size
         cfg = self.builder.config_
         n_tasks = len(cfg.tasks)
@@ -298,14 +295,22 @@ class FeedBundle:
         # item and author sequences would disagree in length; it carries nothing to attend.
         recent = recent[self.catalog.positions(recent) >= 0][-cfg.history_len :]
         hist[: recent.size] = recent
-        frame = self.builder.assemble(
+        return self.builder.assemble(
             np.full(k, user.user_id, np.int64), item_ids, self.catalog.positions(item_ids),
             np.full(k, user.now_ms, np.int64), np.full(k, user.tab, np.int64), np.zeros(k, np.int64),
             np.broadcast_to(hist, (k, cfg.history_len)), user_n, user_pos, item_n, item_pos, True,
         )  # fmt: skip
+
+    @torch.inference_mode()
+    def rank(self, user: UserContext, item_ids: np.ndarray) -> RankOutput:
+        """Score K candidates of one user. The history is the same for all K, so the batch
+        carries it once (`shares_history`): the ranker embeds it once and attends densely."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        frame = self.candidate_frame(user, item_ids)
         frame = dataclasses.replace(
             frame, hist_item=frame.hist_item[:1], hist_author=frame.hist_author[:1]
         )
+        cfg = self.builder.config_
         out = self.ranker(frame.batch(slice(None)).to(self.device))
         probs = out.probabilities()
         per_task = {t: probs[:, i] for i, t in enumerate(cfg.tasks)}
