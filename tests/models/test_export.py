@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from reelrec.cli import app as cli
 from reelrec.models.api import UserContext
-from reelrec.models.export import INPUTS, OnnxRanker, RankerGraph, export_onnx, graph_inputs
+from reelrec.models.export import (
+    INPUTS,
+    PLAIN_OPS,
+    ROW_INPUTS,
+    OnnxRanker,
+    RankerGraph,
+    export_onnx,
+    graph_inputs,
+)
 
 pytest.importorskip("onnxruntime")
 TOL = 1e-4
@@ -64,6 +72,15 @@ def test_onnx_runtime_equals_ranker(model: Any, tmp_path: Path) -> None:
         np.testing.assert_allclose(onnx.logits(frame), _torch_logits(model, frame), atol=TOL)
     one = frames[0].take(slice(3, 4))  # batch sizes other than the traced one (2)
     np.testing.assert_allclose(onnx.logits(one), _torch_logits(model, one), atol=TOL)
+
+
+def test_graph_holds_plain_ops_and_int32_rows(model: Any, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(export_onnx(model.ranker, tmp_path / "ranker.onnx"))).graph
+    ops = {node.op_type for node in graph.node}
+    assert ops <= PLAIN_OPS, f"ops outside the plain set: {sorted(ops - PLAIN_OPS)}"
+    types = {i.name: i.type.tensor_type.elem_type for i in graph.input}
+    assert all(types[n] == onnx.TensorProto.INT32 for n in ROW_INPUTS)
 
 
 def test_export_command(model_dir: Path, tmp_path: Path) -> None:

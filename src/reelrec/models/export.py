@@ -11,8 +11,8 @@ history, the cross network, the experts and the heads.
     logits = OnnxRanker(Path("ranker.onnx"), bundle).logits(frame)  # == the torch ranker's
 
 The graph is a snapshot of the tables at export time: rows learned online later need a new
-export. Ops are the plain ones (Gather, MatMul, Softmax-free masked exp/sum, Relu, Concat),
-no `EmbeddingBag` (it exports as a Loop, see DESIGN.md).
+export. Ops are plain ones (`PLAIN_OPS`: Gather, Gemm, MatMul, masked Exp / ReduceSum, Relu,
+Concat...), no control flow and no `EmbeddingBag` (it exports as a Loop, see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from reelrec.models.api import UserContext
 from reelrec.models.ranker import Ranker
 from reelrec.store.atomic import atomic_write_bytes
 
-# Graph inputs: row numbers (int64) into the named table, masks (float32), dense features.
+# Graph inputs: row numbers into the named table (int32: int64 indices take a slow path on
+# Ascend, see DESIGN.md), masks (float32), dense features.
 ROW_INPUTS = {  # input -> (frame column, table)
     "user": ("user_id", "user"),
     "item": ("item_id", "item"),
@@ -57,6 +58,13 @@ ROW_INPUTS = {  # input -> (frame column, table)
 INPUTS = [*ROW_INPUTS, "tag_mask", "hist_mask", "dense"]
 OUTPUTS = ["logits", "watch"]
 OPSET = 17
+# Every op the graph may hold: elementwise math, reductions, shapes, Gather and matmuls. No
+# Loop / If / Scan, which graph-mode engines (CANN's among them) run poorly or not at all.
+PLAIN_OPS = frozenset({
+    "Add", "Clip", "Concat", "Constant", "Div", "Exp", "Flatten", "Gather", "Gemm", "MatMul",
+    "Max", "Mul", "ReduceMax", "ReduceSum", "Relu", "Reshape", "Shape", "Softplus", "Split",
+    "Squeeze", "Sub", "Unsqueeze",
+})  # fmt: skip
 
 
 class ExportError(ReelrecError):
@@ -123,7 +131,7 @@ def graph_inputs(ranker: Ranker, frame: FeatureFrame) -> dict[str, np.ndarray]:
     for name, (column, table) in ROW_INPUTS.items():
         ids = np.asarray(getattr(frame, column))
         rows = tables[table].rows_of(np.ascontiguousarray(ids).reshape(-1)).reshape(ids.shape)
-        out[name] = np.maximum(rows, 0).astype(np.int64)
+        out[name] = np.maximum(rows, 0).astype(np.int32)
     out["tag_mask"] = (frame.tags >= 0).astype(np.float32)
     out["hist_mask"] = (frame.hist_item >= 0).astype(np.float32)
     out["dense"] = np.ascontiguousarray(frame.dense, dtype=np.float32)
@@ -136,7 +144,7 @@ def example_inputs(ranker: Ranker, batch: int = 2) -> dict[str, np.ndarray]:
     shapes = {"tags": (batch, MAX_TAGS), "fields": (batch, c.n_fields),
               "hist_item": (batch, c.history_len), "hist_author": (batch, c.history_len),
               "wide_fields": (batch, c.n_fields)}  # fmt: skip
-    out = {n: np.zeros(shapes.get(n, (batch,)), np.int64) for n in ROW_INPUTS}
+    out = {n: np.zeros(shapes.get(n, (batch,)), np.int32) for n in ROW_INPUTS}
     out["tag_mask"] = np.ones((batch, MAX_TAGS), np.float32)
     out["hist_mask"] = np.ones((batch, c.history_len), np.float32)
     out["dense"] = np.zeros((batch, c.n_dense), np.float32)
