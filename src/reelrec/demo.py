@@ -240,6 +240,7 @@ def _write_outputs(
     result: DemoResult, step_loss: list[float], cfg: DemoConfig, device: str
 ) -> None:
     from reelrec.eval.report import (
+        Cell,
         Report,
         plot_calibration,
         plot_roc,
@@ -256,7 +257,7 @@ def _write_outputs(
         "last, evaluated offline on the last day, then several policies serve live simulated "
         f"users. Device: {device}."
     )
-    live_rows = [
+    live_rows: list[list[Cell]] = [
         [
             name,
             r.watch_ms_per_session / 1000,
@@ -321,8 +322,9 @@ def _print_summary(result: DemoResult) -> None:
         off.add_row(n, f"{m.auc:.4f}", f"{m.gauc:.4f}", f"{m.logloss:.4f}")
     console.print(off)
     if result.offline.best_retriever:
-        r = result.offline.retrieval[result.offline.best_retriever]
+        best = result.offline.retrieval[result.offline.best_retriever]
         console.print(
-            f"retrieval ({result.offline.best_retriever}): Recall@50 {r.recall[50]:.4f}, NDCG@50 {r.ndcg[50]:.4f}"
+            f"retrieval ({result.offline.best_retriever}): "
+            f"Recall@50 {best.recall[50]:.4f}, NDCG@50 {best.ndcg[50]:.4f}"
         )
     console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items()))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reelrec.eval.evaluate import KS, EvalResult, activity_auc
 from reelrec.eval.report import (
+    Cell,
     Report,
     plot_auc_by_bucket,
     plot_calibration,
@@ -19,10 +20,12 @@ from reelrec.models.bundle import FeedBundle
 
 def write_eval_report(result: EvalResult, bundle: FeedBundle, out: Path) -> Path:
     report = Report(f"reelrec evaluation: model v{bundle.version}")
-    rows = [[n, m.auc, m.gauc, m.logloss, m.n, m.positives] for n, m in result.labels.items()]
+    rows: list[list[Cell]] = [
+        [n, m.auc, m.gauc, m.logloss, m.n, m.positives] for n, m in result.labels.items()
+    ]
     report.add_table("Ranking", ["label", "AUC", "GAUC", "logloss", "rows", "positives"], rows)
     if result.retrieval:
-        rrows = [
+        rrows: list[list[Cell]] = [
             [n, r.recall[20], r.recall[50], r.ndcg[20], r.ndcg[50], r.hit[50], r.users]
             for n, r in result.retrieval.items()
         ]

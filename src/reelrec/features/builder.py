@@ -89,9 +89,8 @@ class FeatureFrame:
         return int(self.user_id.size)
 
     def take(self, idx: np.ndarray | slice) -> FeatureFrame:
-        return FeatureFrame(
-            **{k: (v[idx] if v is not None else None) for k, v in vars(self).items()}
-        )
+        parts = {k: (v[idx] if v is not None else None) for k, v in vars(self).items()}
+        return FeatureFrame(**parts)  # type: ignore[arg-type]  # only `labels` may be None
 
     def batch(self, idx: np.ndarray | slice) -> Batch:
         part = self.take(idx)

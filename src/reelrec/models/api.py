@@ -11,10 +11,11 @@ Shapes: K = candidates for one request, H = history length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 
 @dataclass
@@ -41,6 +42,17 @@ class Retriever(Protocol):
 
     def retrieve(self, user: UserContext, k: int) -> np.ndarray:
         """Up to k item ids (int64), best first. Never raises for an unknown user."""
+        ...
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors, JSON-able meta): what a model directory stores of it."""
+        ...
+
+    @classmethod
+    def from_state(
+        cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], catalog_items: pa.Table
+    ) -> Self:
+        """Rebuild from `state()` over `catalog_items` (which may hold new videos)."""
         ...
 
 

@@ -159,8 +159,9 @@ def export_onnx(ranker: Ranker, path: Path) -> Path:
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # the TorchScript exporter (dynamo=False) writes to file objects too
         torch.onnx.export(
-            graph, args, buf, input_names=INPUTS, output_names=OUTPUTS,
+            graph, args, buf, input_names=INPUTS, output_names=OUTPUTS,  # type: ignore[arg-type]
             dynamic_axes={n: {0: "batch"} for n in INPUTS + OUTPUTS},
             opset_version=OPSET, dynamo=False,
         )  # fmt: skip

@@ -8,12 +8,14 @@ E experts, X width of the concatenated input x0.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from reelrec.batch import Batch, Jagged, KeyedJagged
+from reelrec.embedding import EmbeddingCollection
 
 
 class MLP(nn.Sequential):
@@ -118,7 +120,9 @@ class MMoE(nn.Module):
 
     def __init__(self, width: int, n_experts: int, expert_dims: list[int], n_tasks: int) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(MLP([width, *expert_dims]) for _ in range(n_experts))
+        self.experts: list[MLP] = nn.ModuleList(  # type: ignore[assignment]
+            MLP([width, *expert_dims]) for _ in range(n_experts)
+        )
         self.gates = nn.Linear(width, n_experts * n_tasks)
         self.n_tasks, self.n_experts = n_tasks, n_experts
 
@@ -126,8 +130,9 @@ class MMoE(nn.Module):
         if not torch.is_grad_enabled() and all(len(e) == 2 for e in self.experts):
             # Inference with one-layer experts: all E experts as one (X, E H) matmul, whose
             # output is already the (B, E, H) stack (no E small matmuls, no stack copy).
-            w = torch.cat([e[0].weight for e in self.experts])  # (E H, X)
-            b = torch.cat([e[0].bias for e in self.experts])
+            first = [cast(nn.Linear, e[0]) for e in self.experts]
+            w = torch.cat([lin.weight for lin in first])  # (E H, X)
+            b = torch.cat([lin.bias for lin in first])
             experts = torch.addmm(b, x, w.t()).relu_().view(x.shape[0], self.n_experts, -1)
         else:
             experts = torch.stack([e(x) for e in self.experts], dim=1)  # (B, E, H)
@@ -206,7 +211,7 @@ class Ranker(nn.Module):
     """Multi-task ranker over one `Batch`. `embeddings` (an EmbeddingCollection) is built
     outside and handed in; it owns the id tables and updates its rows in the backward."""
 
-    def __init__(self, config: RankerConfig, embeddings: nn.Module) -> None:
+    def __init__(self, config: RankerConfig, embeddings: EmbeddingCollection) -> None:
         super().__init__()
         c, d = config, config.embedding_dim
         self.config = c

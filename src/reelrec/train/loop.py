@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,12 +116,14 @@ def _wide_warmup_epoch(model: Ranker, train: FeatureFrame, cfg: LoopConfig, epoc
     """One epoch of the wide part alone (its rows update in the backward; nothing dense)."""
     model.train()
     seed = cfg.seed + 1000 + epoch  # not the main epochs' shuffles
+    loss = float("nan")
     for batch in train.batches(cfg.batch_size, True, seed):
         out = model.forward_wide(batch.to(device, non_blocking=True))
         assert out.loss is not None
         out.loss.backward()
+        loss = float(out.loss.detach())
         progress.advance(task)
-    progress.update(task, info=f"wide warm-up {epoch + 1} loss {float(out.loss.detach()):.4f}")
+    progress.update(task, info=f"wide warm-up {epoch + 1} loss {loss:.4f}")
 
 
 @torch.no_grad()
@@ -152,7 +155,10 @@ def _first_task_auc(
     return 0.5 if np.isnan(value) else value  # one class in the tail: nothing to choose by
 
 
-def _snapshot(model: Ranker) -> tuple[dict[str, torch.Tensor], object]:
+Snapshot = tuple[dict[str, torch.Tensor], tuple[dict[str, torch.Tensor], dict[str, Any]]]
+
+
+def _snapshot(model: Ranker) -> Snapshot:
     dense = {
         k: v.detach().clone()
         for k, v in model.state_dict().items()
@@ -161,10 +167,9 @@ def _snapshot(model: Ranker) -> tuple[dict[str, torch.Tensor], object]:
     return dense, model.embeddings.state()
 
 
-def _restore(model: Ranker, snapshot: tuple[dict[str, torch.Tensor], object]) -> None:
-    dense, emb_state = snapshot
+def _restore(model: Ranker, snapshot: Snapshot) -> None:
+    dense, (tensors, meta) = snapshot
     model.load_state_dict(dense, strict=False)
-    tensors, meta = emb_state  # type: ignore[misc]
     model.embeddings.load_state(tensors, meta)
 
 

@@ -133,7 +133,7 @@ class BaseRetriever:
         return ranked
 
     def _invalidate_ranking(self) -> None:
-        self._ranking_: np.ndarray | None = None
+        self._ranking_ = None
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, JSON-able meta) for a safetensors file; `from_state` rebuilds."""
