@@ -253,8 +253,8 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument(
         "--workers", type=int, default=2,
-        help="server processes, one per core of this 2-core machine by default (each keeps "
-        "its own user state: seen-filters are per worker)",
+        help="server processes, one per core of this 2-core machine by default (each follows "
+        "the shared event log for user state; the served-item filter is per worker)",
     )  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="write results as JSON")
     p.add_argument("--loadgen", nargs=5, help=argparse.SUPPRESS)
