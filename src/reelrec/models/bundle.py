@@ -187,6 +187,12 @@ class FeedBundle:
         self.builder = FeatureBuilder.from_config(FeatureConfig(**cfg["features"]), items, users)
         self.catalog: ItemCatalog = self.builder.catalog_
         self.tables = [EmbeddingTableConfig.from_dict(t) for t in cfg["tables"]]
+        missing = sorted(set(FEATURE_TABLES.values()) - {t.name for t in self.tables})
+        if missing:
+            raise IntegrityError(
+                f"{self.path}: written by an older reelrec (no embedding tables {missing}); "
+                "train it again with `reelrec train`"
+            )
         self.ranker = make_ranker(RankerConfig(**cfg["ranker"]), self.tables, self.device)
         self.ranker.embeddings.load_state(
             st_load(self._read("embeddings.safetensors")), cfg["embedding_meta"]
