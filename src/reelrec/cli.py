@@ -182,7 +182,7 @@ def online(
     idle_exit: Annotated[float | None, typer.Option(help="stop after N idle seconds")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
-    learn: LearnOpt = "item,wide_item",
+    learn: LearnOpt = "item,wide_item,tag",
     dense_lr: DenseLrOpt = 0.0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -217,7 +217,7 @@ def replay(
     bootstrap: Annotated[
         int, typer.Option(help="paired user-bootstrap replicates for the gains (0: none)")
     ] = 200,
-    learn: LearnOpt = "item,wide_item",
+    learn: LearnOpt = "item,wide_item,tag",
     dense_lr: DenseLrOpt = 0.0,
     device: DeviceOpt = "auto",
 ) -> None:

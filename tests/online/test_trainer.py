@@ -218,8 +218,8 @@ def test_default_online_learning_updates_the_item_side_only(
 ) -> None:
     trainer = _learn_once(model_dir, live_events[:400], OnlineLearning(), tmp_path)
     changed = _changed(trainer, load_feed_model(model_dir))
-    assert changed["item"] and changed["wide_item"]
-    held = {k for k in changed if k not in ("item", "wide_item")}
+    assert changed["item"] and changed["wide_item"] and changed["tag"]
+    held = {k for k in changed if k not in ("item", "wide_item", "tag")}
     assert held >= {"user", "wide_user", "author", "fields", "dense"}
     assert not any(changed[k] for k in held), {k: changed[k] for k in held}
 
