@@ -31,6 +31,10 @@ LearnOpt = Annotated[
     str, typer.Option(help="embedding tables learned online, comma-separated ('none': no table)")
 ]
 DenseLrOpt = Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")]
+TaskWeightsOpt = Annotated[
+    str,
+    typer.Option(help="online loss weights, TASK=W,... ('': is_like=5,is_follow=5; 'none': all 1)"),
+]
 
 
 def user_errors(fn: F) -> F:
@@ -184,6 +188,7 @@ def online(
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
     learn: LearnOpt = "item,wide_item,tag",
     dense_lr: DenseLrOpt = 0.0,
+    task_weights: TaskWeightsOpt = "",
     device: DeviceOpt = "auto",
 ) -> None:
     """Learn from the event log online; publish delta versions to a model store."""
@@ -195,7 +200,7 @@ def online(
         batch_size=batch_size, compact_every=compact_every, keep=keep,
         partial_after_s=None if full_batches_only else 0.05, until_offset=until_offset,
         idle_exit_s=idle_exit, metrics_port=metrics_port, threads=threads, device=device,
-        learning=OnlineLearning.parse(learn, dense_lr),
+        learning=OnlineLearning.parse(learn, dense_lr, task_weights),
     )  # fmt: skip
     summary = run_online(cfg)
     err.print(
@@ -219,6 +224,7 @@ def replay(
     ] = 200,
     learn: LearnOpt = "item,wide_item,tag",
     dense_lr: DenseLrOpt = 0.0,
+    task_weights: TaskWeightsOpt = "",
     device: DeviceOpt = "auto",
 ) -> None:
     """Stream a historical window through the online trainer: online vs frozen metrics."""
@@ -235,7 +241,7 @@ def replay(
             json_out=json_out,
             batch_size=batch_size,
             bootstrap=bootstrap,
-            learning=OnlineLearning.parse(learn, dense_lr),
+            learning=OnlineLearning.parse(learn, dense_lr, task_weights),
             device=device,
         )  # fmt: skip
     )

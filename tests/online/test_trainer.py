@@ -248,3 +248,43 @@ def test_online_learning_refuses_unknown_tables_and_negative_rates(model_dir: Pa
         OnlineTrainer(load_feed_model(model_dir), learning=OnlineLearning(("itme",)))
     with pytest.raises(ConfigError, match="dense_lr"):
         OnlineLearning(dense_lr=-1.0)
+
+
+def _wide_item_column_changed(trainer: OnlineTrainer, frozen: FeedBundle, task: str) -> bool:
+    column = trainer.ranker.config.tasks.index(task)
+    table, twin = (
+        trainer.ranker.embeddings.tables["wide_item"],
+        frozen.ranker.embeddings.tables["wide_item"],
+    )
+    common = np.intersect1d(table.ids(), twin.ids())
+    return not torch.equal(table.weights_of(common)[:, column], twin.weights_of(common)[:, column])
+
+
+def test_online_task_weights_scale_each_tasks_learning(
+    model_dir: Path, live_events: list[Event], tmp_path: Path
+) -> None:
+    """A task weighted 0 online leaves its bias column alone; the default weights it 5."""
+    frozen = load_feed_model(model_dir)
+    held = OnlineLearning.parse("wide_item", 0.0, "is_like=0")
+    trainer = _learn_once(model_dir, live_events[:400], held, tmp_path / "held")
+    assert not _wide_item_column_changed(trainer, frozen, "is_like")
+    assert _wide_item_column_changed(trainer, frozen, "long_view")
+    default = OnlineLearning.parse("wide_item", 0.0)
+    assert default.task_weights == {"is_like": 5.0, "is_follow": 5.0}
+    trainer = _learn_once(model_dir, live_events[:400], default, tmp_path / "default")
+    assert _wide_item_column_changed(trainer, frozen, "is_like")
+
+
+def test_online_task_weights_parse_and_refuse_bad_values(model_dir: Path) -> None:
+    assert OnlineLearning.parse("item", 0.0, "none").task_weights == {}
+    assert OnlineLearning.parse("item", 0.0, "is_like=2, is_click=0.5").task_weights == {
+        "is_like": 2.0, "is_click": 0.5,
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="TASK=WEIGHT"):
+        OnlineLearning.parse("item", 0.0, "is_like=lots")
+    with pytest.raises(ConfigError, match=">= 0"):
+        OnlineLearning.parse("item", 0.0, "is_like=-1")
+    with pytest.raises(ConfigError, match="is_lkie"):
+        OnlineTrainer(
+            load_feed_model(model_dir), learning=OnlineLearning.parse("item", 0.0, "is_lkie=3")
+        )

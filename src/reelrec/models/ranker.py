@@ -265,7 +265,7 @@ class Ranker(nn.Module):
         joins, which then learns what they leave unexplained."""
         out = RankerOutput(logits=self.wide(batch)[:, : len(self.config.tasks)], watch=None)
         if batch.labels is not None:
-            self._add_loss(out, batch.labels)
+            self.add_loss(out, batch.labels)
         return out
 
     def forward(self, batch: Batch) -> RankerOutput:
@@ -281,18 +281,23 @@ class Ranker(nn.Module):
         watch = F.softplus(heads[n_bin]) if self.config.watch_task else None
         out = RankerOutput(logits=logits, watch=watch)
         if batch.labels is not None:
-            self._add_loss(out, batch.labels)
+            self.add_loss(out, batch.labels)
         return out
 
-    def _add_loss(self, out: RankerOutput, labels: Tensor) -> None:
+    def add_loss(
+        self, out: RankerOutput, labels: Tensor, task_weights: dict[str, float] | None = None
+    ) -> None:
+        """Set `out.loss` (and `out.task_losses`): the weighted sum of the tasks' losses,
+        weighted by `task_weights` where given, else by the config's."""
         c = self.config
+        weights = c.task_weights if task_weights is None else task_weights
         n_bin = len(c.tasks)
         losses: dict[str, Tensor] = {}
         for t, name in enumerate(c.tasks):
             losses[name] = F.binary_cross_entropy_with_logits(
                 out.logits[:, t].float(), labels[:, t]
             )
-        total = sum(c.task_weights.get(k, 1.0) * v for k, v in losses.items())
+        total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         if out.watch is not None:
             target = labels[:, n_bin]
             known = ~torch.isnan(target)
