@@ -33,7 +33,7 @@ LearnOpt = Annotated[
 DenseLrOpt = Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")]
 TaskWeightsOpt = Annotated[
     str,
-    typer.Option(help="online loss weights, TASK=W,... ('': is_like=5,is_follow=5; 'none': all 1)"),
+    typer.Option(help="online loss weights, TASK=W,... ('': is_like=3,is_follow=3; 'none': all 1)"),
 ]
 
 

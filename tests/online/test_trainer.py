@@ -263,14 +263,14 @@ def _wide_item_column_changed(trainer: OnlineTrainer, frozen: FeedBundle, task: 
 def test_online_task_weights_scale_each_tasks_learning(
     model_dir: Path, live_events: list[Event], tmp_path: Path
 ) -> None:
-    """A task weighted 0 online leaves its bias column alone; the default weights it 5."""
+    """A task weighted 0 online leaves its bias column alone; the default weights it 3."""
     frozen = load_feed_model(model_dir)
     held = OnlineLearning.parse("wide_item", 0.0, "is_like=0")
     trainer = _learn_once(model_dir, live_events[:400], held, tmp_path / "held")
     assert not _wide_item_column_changed(trainer, frozen, "is_like")
     assert _wide_item_column_changed(trainer, frozen, "long_view")
     default = OnlineLearning.parse("wide_item", 0.0)
-    assert default.task_weights == {"is_like": 5.0, "is_follow": 5.0}
+    assert default.task_weights == {"is_like": 3.0, "is_follow": 3.0}
     trainer = _learn_once(model_dir, live_events[:400], default, tmp_path / "default")
     assert _wide_item_column_changed(trainer, frozen, "is_like")
 
