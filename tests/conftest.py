@@ -1,6 +1,10 @@
-"""Shared fixtures: small canonical tables built in memory (tests never read ../shared)."""
+"""Shared fixtures: small canonical tables built in memory (tests never read ../shared), and
+one REAL model directory trained on a small simulated world, once per session."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -89,3 +93,32 @@ def make_interactions(
 @pytest.fixture
 def interactions() -> Interactions:
     return make_interactions()
+
+
+@pytest.fixture(scope="session")
+def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from reelrec.sim import SimConfig, write_logs
+
+    out = tmp_path_factory.mktemp("sim")
+    write_logs(SimConfig(users=150, videos=600, days=2, seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory trained by `reelrec train --dataset sim --data SIM_DIR`."""
+    from reelrec.config import TrainConfig
+    from reelrec.train import train_command
+
+    out = tmp_path_factory.mktemp("models") / "model"
+    train_command(
+        TrainConfig(dataset="sim", data=sim_dir, out=out, device="cpu", epochs=1, batch_size=512)  # type: ignore[arg-type]
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def feed_model(model_dir: Path) -> Any:
+    from reelrec.models import load_feed_model
+
+    return load_feed_model(model_dir)

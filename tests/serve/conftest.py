@@ -1,5 +1,5 @@
-"""Fixtures: a REAL model directory, written by the real trainer (`train_command`) on a small
-simulated world (`reelrec.sim.write_logs`), trained once per session; apps built on it.
+"""Fixtures: apps built on the REAL model directory of tests/conftest.py (`model_dir`, written
+by the real trainer on a small simulated world, once per session).
 
 No fake models: everything the server touches comes from `load_feed_model`.
 """
@@ -23,35 +23,6 @@ from reelrec.serve import Settings, create_app
 from reelrec.store.versions import ModelStore
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-
-
-@pytest.fixture(scope="session")
-def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from reelrec.sim import SimConfig, write_logs
-
-    out = tmp_path_factory.mktemp("sim")
-    write_logs(SimConfig(users=150, videos=600, days=2, seed=3), out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def model_dir(sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model directory trained by `reelrec train --dataset sim --data SIM_DIR`."""
-    from reelrec.config import TrainConfig
-    from reelrec.train import train_command
-
-    out = tmp_path_factory.mktemp("models") / "model"
-    train_command(
-        TrainConfig(dataset="sim", data=sim_dir, out=out, device="cpu", epochs=1, batch_size=512)  # type: ignore[arg-type]
-    )
-    return out
-
-
-@pytest.fixture(scope="session")
-def feed_model(model_dir: Path) -> Any:
-    from reelrec.models import load_feed_model
-
-    return load_feed_model(model_dir)
 
 
 @pytest.fixture
