@@ -95,7 +95,9 @@ def post_events(
     valid, dead = validate_events(body.events)
     offsets = events_log.append(valid)
     events_log.append_dead(dead)
-    # Before the user state: a 503 here is retried, and the retry should count once there.
+    # Before the user state: a 503 here is retried, and the retry should count once there
+    # (with follow_log the batch is in the log, so it reaches the state either way: like the
+    # logs, the state then holds the retried batch twice).
     _append_to_stream(stream, valid, offsets, metrics)
     if runtime.settings.follow_log:
         runtime.catch_up()  # this batch and the other workers' events, in log order
