@@ -98,18 +98,13 @@ class RankerGraph(nn.Module):
         interest = r.attn_proj(_padded_attention(r, query, keys, hist_mask))
         field_rows = self._rows("fields", fields).flatten(1)  # (B, F D)
         x0 = torch.cat([*single, tag_mean, interest, field_rows, dense], dim=1)
-        h = r.bottom(r.cross(x0))
         wide = (
             self._rows("wide_user", wide_user) + self._rows("wide_item", wide_item)
             + self._rows("wide_author", wide_author)
             + self._rows("wide_fields", wide_fields).sum(1)
         )  # fmt: skip
-        heads = [tower(z).squeeze(-1) + wide[:, i]
-                 for i, (tower, z) in enumerate(zip(r.towers, r.mmoe(h), strict=True))]  # fmt: skip
-        n_bin = len(r.config.tasks)
-        logits = torch.stack(heads[:n_bin], dim=1)
-        watch = F.softplus(heads[n_bin]) if r.config.watch_task else torch.zeros_like(heads[0])
-        return logits, watch
+        logits, watch = r.heads(x0, wide)
+        return logits, watch if watch is not None else torch.zeros_like(logits[:, 0])
 
 
 def _padded_attention(ranker: Ranker, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:

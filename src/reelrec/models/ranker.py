@@ -259,6 +259,19 @@ class Ranker(nn.Module):
                "wide_fields": sp["fields"]}  # fmt: skip
         return torch.stack(list(self.embeddings(KeyedJagged(ids), pooling="sum").values())).sum(0)
 
+    def heads(self, x0: Tensor, wide: Tensor) -> tuple[Tensor, Tensor | None]:
+        """x0 (B, X) and the wide biases (B, heads) -> logits (B, T), watch (B,) or None:
+        cross network, shared bottom, experts, one tower per head plus its bias."""
+        h = self.bottom(self.cross(x0))  # (B, bottom_dim)
+        heads = [
+            tower(z).squeeze(-1) + wide[:, i]
+            for i, (tower, z) in enumerate(zip(self.towers, self.mmoe(h), strict=True))
+        ]
+        n_bin = len(self.config.tasks)
+        logits = torch.stack(heads[:n_bin], dim=1) if n_bin else x0.new_zeros(len(x0), 0)
+        watch = F.softplus(heads[n_bin]) if self.config.watch_task else None
+        return logits, watch
+
     def forward_wide(self, batch: Batch) -> RankerOutput:
         """The logistic-regression part alone, with its loss: the warm-up (see
         `LoopConfig.wide_warmup_epochs`) that fits the per-id biases before the deep part
@@ -269,16 +282,7 @@ class Ranker(nn.Module):
         return out
 
     def forward(self, batch: Batch) -> RankerOutput:
-        x0 = self.features(batch)
-        h = self.bottom(self.cross(x0))  # (B, bottom_dim)
-        wide = self.wide(batch)  # (B, heads)
-        heads = [
-            tower(z).squeeze(-1) + wide[:, i]
-            for i, (tower, z) in enumerate(zip(self.towers, self.mmoe(h), strict=True))
-        ]
-        n_bin = len(self.config.tasks)
-        logits = torch.stack(heads[:n_bin], dim=1) if n_bin else x0.new_zeros(len(batch), 0)
-        watch = F.softplus(heads[n_bin]) if self.config.watch_task else None
+        logits, watch = self.heads(self.features(batch), self.wide(batch))
         out = RankerOutput(logits=logits, watch=watch)
         if batch.labels is not None:
             self.add_loss(out, batch.labels)

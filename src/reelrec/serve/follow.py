@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from reelrec.serve.eventlog import EventLog
-from reelrec.serve.state import UserStateStore
+from reelrec.serve.state import UserStateStore, positive_mask
 
 if TYPE_CHECKING:
     from reelrec.serve.deps import Runtime
@@ -72,7 +72,7 @@ class LogFollower:
             items = ev.column("item_id").to_numpy()
             hated = ev.column("is_hate").to_numpy() > 0
             runtime.users.record_columns(
-                ev.column("user_id").to_numpy(), items, ev.column("long_view").to_numpy() > 0,
+                ev.column("user_id").to_numpy(), items, positive_mask(ev.column("long_view").to_numpy()),
                 hated, hated_authors(runtime, np.unique(items[hated])), int(time.time() * 1000),
             )  # fmt: skip
             self.events_after = int(batch.offsets[-1])

@@ -50,6 +50,11 @@ def is_positive(event: Event) -> bool:
     return bool(event.long_view)
 
 
+def positive_mask(long_view: np.ndarray) -> np.ndarray:
+    """`is_positive` on a column of events (as read back from the event log)."""
+    return long_view > 0
+
+
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
