@@ -24,25 +24,11 @@ TOL = 1e-5
 
 
 def straightforward_rank(model: Any, user: UserContext, item_ids: np.ndarray) -> dict[str, Any]:
-    """The plain path: K candidate rows, each with its own copy of the user's history."""
-    k = item_ids.size
+    """The plain path: K candidate rows, each with its own copy of the user's history
+    (`candidate_frame`; tests/models/test_serving_features.py checks it against training's
+    features)."""
     cfg = model.builder.config_
-    row = model.state.user_row(user.user_id)
-    n_tasks = len(cfg.tasks)
-    user_n = np.full(k, model.state.user_n[row] if row >= 0 else 0, np.int64)
-    user_pos = np.tile(
-        model.state.user_pos[row] if row >= 0 else np.zeros(n_tasks, np.int64), (k, 1)
-    )
-    item_n, item_pos = model.state.item_counts(item_ids)
-    hist = np.full(cfg.history_len, -1, np.int64)
-    recent = np.asarray(user.history, np.int64)
-    recent = recent[model.catalog.positions(recent) >= 0][-cfg.history_len :]  # as rank does
-    hist[: recent.size] = recent
-    frame = model.builder.assemble(
-        np.full(k, user.user_id, np.int64), item_ids, model.catalog.positions(item_ids),
-        np.full(k, user.now_ms, np.int64), np.full(k, user.tab, np.int64), np.zeros(k, np.int64),
-        np.tile(hist, (k, 1)), user_n, user_pos, item_n, item_pos, True,
-    )  # fmt: skip
+    frame = model.candidate_frame(user, item_ids)
     batch = frame.batch(slice(None))
     assert not shares_history(batch)
     out = model.ranker(batch)  # grad mode on: none of the inference-only shortcuts

@@ -295,7 +295,7 @@ class FeatureBuilder:
         cat = self.catalog_
         known = item_pos >= 0
         safe = np.maximum(item_pos, 0)
-        author = np.where(known, cat.author_id[safe], -1) if len(cat) else np.full_like(items, -1)
+        author = cat.authors(item_pos)
         music = np.where(known, cat.music_id[safe], -1) if len(cat) else author
         duration = np.where(known, cat.duration_ms[safe], 0) if len(cat) else event_duration
         duration = np.where(duration > 0, duration, event_duration)
@@ -321,11 +321,7 @@ class FeatureBuilder:
             axis=1,
         )
         hist_pos = cat.positions(hist_item.reshape(-1)).reshape(hist_item.shape)
-        hist_author = np.where(
-            (hist_item >= 0) & (hist_pos >= 0),
-            cat.author_id[np.maximum(hist_pos, 0)] if len(cat) else -1,
-            -1,
-        )
+        hist_author = np.where(hist_item >= 0, cat.authors(hist_pos), -1)
         hist_tag = (
             np.where(hist_pos >= 0, cat.first_tag(np.maximum(hist_pos, 0)), -1)
             if len(cat)

@@ -107,6 +107,12 @@ class ItemCatalog:
         found = self._sorted_ids[idx] == ids if len(self._sorted_ids) else np.zeros_like(ids, bool)
         return np.where(found, self._sorted_pos[idx], -1)
 
+    def authors(self, pos: np.ndarray) -> np.ndarray:
+        """(K,) the author of each item at `pos`, -1 where pos is -1 (not in the catalog)."""
+        if not len(self):
+            return np.full(pos.shape, -1, np.int64)
+        return np.where(pos >= 0, self.author_id[np.maximum(pos, 0)], -1)
+
     def first_tag(self, pos: np.ndarray) -> np.ndarray:
         """(K,) the first tag of each item at `pos`, -1 where it has none."""
         start, end = self.tag_offsets[pos], self.tag_offsets[pos + 1]
