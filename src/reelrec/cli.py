@@ -85,15 +85,27 @@ def train(
     wide_warmup_epochs: Annotated[
         int, typer.Option(help="epochs of the per-id bias part alone, first")
     ] = 1,
+    pairwise_weights: Annotated[
+        str,
+        typer.Option(
+            help="within-user pairwise loss weights, TASK=W,... "
+            "('': long_view=0.2,is_click=0.3; 'none': BCE only)"
+        ),
+    ] = "",
+    user_chunk: Annotated[
+        int, typer.Option(help="consecutive events of one user per shuffled run of rows")
+    ] = 2,
     seed: int = 0,
 ) -> None:
     """Train the ranker and retrievers on a dataset; write a model directory."""
-    from reelrec.config import TrainConfig
+    from reelrec.config import PAIRWISE_WEIGHTS, TrainConfig, parse_task_weights
     from reelrec.train import train_command
 
     cfg = TrainConfig(
         dataset=dataset, data=data, start=start, end=end, out=out, device=device,
         epochs=epochs, batch_size=batch_size, seed=seed, wide_warmup_epochs=wide_warmup_epochs,
+        user_chunk=user_chunk,
+        pairwise_weights=parse_task_weights(pairwise_weights, "--pairwise-weights", PAIRWISE_WEIGHTS),
     )  # fmt: skip
     train_command(cfg)
 

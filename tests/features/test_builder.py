@@ -9,6 +9,7 @@ import pytest
 
 from reelrec.errors import NotFittedError
 from reelrec.features import FeatureBuilder
+from reelrec.features.builder import user_chunk_order
 from tests.conftest import make_interactions
 
 
@@ -93,3 +94,17 @@ def test_fit_transform_equals_fit_then_transform() -> None:
     for name in vars(a):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, err_msg=name)
     np.testing.assert_array_equal(state_a.hist, state_b.hist)
+
+
+def test_user_chunk_order_keeps_runs_of_one_users_consecutive_events() -> None:
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 7, 200)
+    order = user_chunk_order(users, 3, rng)
+    assert sorted(order.tolist()) == list(range(200))  # every row once
+    place = np.argsort(order)  # where each row went
+    for u in range(7):
+        rows = np.flatnonzero(users == u)  # the user's events, in time order
+        for k in range(1, rows.size):
+            if k % 3:  # inside a chunk: right after the user's previous event
+                assert place[rows[k]] == place[rows[k - 1]] + 1
+    assert not np.array_equal(order, np.argsort(users, kind="stable"))  # chunks are shuffled

@@ -113,3 +113,53 @@ def test_predictions_are_probabilities() -> None:
     assert bool(((p >= 0) & (p <= 1)).all())
     assert np.isfinite(p.numpy()).all()
     assert isinstance(model, Ranker)
+
+
+def _pair_loss_by_hand(logit: np.ndarray, label: np.ndarray, users: np.ndarray) -> float:
+    order = np.argsort(users, kind="stable")
+    terms = []
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        if users[a] == users[b] and label[a] != label[b]:
+            pos, neg = (a, b) if label[a] > label[b] else (b, a)
+            terms.append(np.log1p(np.exp(-(logit[pos] - logit[neg]))))
+    return float(np.mean(terms)) if terms else 0.0
+
+
+def test_within_user_pair_loss_pairs_neighbouring_rows_of_one_user() -> None:
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 6, 40)
+    logit, label = rng.normal(size=40), rng.integers(0, 2, 40).astype(np.float32)
+    got = ranker_module.within_user_pair_loss(
+        torch.from_numpy(logit), torch.from_numpy(label), torch.from_numpy(users)
+    )
+    assert float(got) == pytest.approx(_pair_loss_by_hand(logit, label, users), rel=1e-6)
+    # Blind to anything between users: shifting one user's logits changes nothing ...
+    shifted = logit + np.where(users == users[0], 3.0, 0.0)
+    again = ranker_module.within_user_pair_loss(
+        torch.from_numpy(shifted), torch.from_numpy(label), torch.from_numpy(users)
+    )
+    assert float(again) == pytest.approx(float(got), rel=1e-6)
+    # ... and with one row per user there is no pair at all.
+    alone = ranker_module.within_user_pair_loss(
+        torch.from_numpy(logit[:5]), torch.from_numpy(label[:5]), torch.arange(5)
+    )
+    assert float(alone) == 0.0
+
+
+def test_pairwise_weights_add_the_within_user_terms_to_the_loss() -> None:
+    model, frame, cfg = _setup()
+    batch = frame.batch(slice(0, 256))
+    with torch.no_grad():
+        plain = model(batch)
+    model.config.pairwise_weights = {"long_view": 0.5, "is_click": 0.25, "is_like": 0.0}
+    with torch.no_grad():
+        both = model(batch)
+    assert set(both.task_losses) - set(plain.task_losses) == {
+        "long_view_pairwise",
+        "is_click_pairwise",
+    }
+    extra = (
+        0.5 * both.task_losses["long_view_pairwise"] + 0.25 * both.task_losses["is_click_pairwise"]
+    )
+    assert both.loss is not None and plain.loss is not None
+    assert both.loss.item() == pytest.approx(plain.loss.item() + extra, rel=1e-5)

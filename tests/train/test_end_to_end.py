@@ -141,6 +141,20 @@ def test_bad_date_option_exits_2(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--end" in res.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--pairwise-weights", "long_view=-0.1", "--pairwise-weights"),
+        ("--pairwise-weights", "long_view", "TASK=WEIGHT"),
+        ("--user-chunk", "0", "user_chunk"),
+    ],
+)
+def test_bad_training_option_exits_2(tmp_path: Path, option: str, value: str, message: str) -> None:
+    res = runner.invoke(app, ["train", "--dataset", "kuairand", "--data", str(tmp_path),
+                              "--out", str(tmp_path / "m"), option, value])  # fmt: skip
+    assert res.exit_code == 2 and message in res.output
+
+
 def test_movielens_train_and_evaluate(tmp_path: Path) -> None:
     data = make_interactions(n_users=50, n_items=70, n_events=2500, days=5, seed=3)
     ev = data.events

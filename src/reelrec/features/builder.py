@@ -112,11 +112,33 @@ class FeatureFrame:
             request_ids=torch.from_numpy(np.ascontiguousarray(part.timestamp_ms)),
         )
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):  # type: ignore[no-untyped-def]
-        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else None
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, user_chunk: int = 1):  # type: ignore[no-untyped-def]
+        """Batches of rows in order, or shuffled: row by row, or with `user_chunk` > 1 in runs
+        of up to that many consecutive events of one user (see `user_chunk_order`)."""
+        order = None
+        if shuffle:
+            rng = np.random.default_rng(seed)
+            order = (
+                user_chunk_order(self.user_id, user_chunk, rng)
+                if user_chunk > 1
+                else rng.permutation(len(self))
+            )
         for lo in range(0, len(self), batch_size):
             idx = order[lo : lo + batch_size] if order is not None else slice(lo, lo + batch_size)
             yield self.batch(idx)
+
+
+def user_chunk_order(user_id: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A shuffled order of the rows in which each user's events come in runs of `size`
+    consecutive events (in their original, time order): the chunks are shuffled, not the
+    rows, so every batch holds pairs of one user's rows for a within-user loss."""
+    by_user = np.argsort(user_id, kind="stable")
+    u = user_id[by_user]
+    first = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1] if u.size else np.zeros(0, np.int64)
+    rank = np.arange(u.size) - np.repeat(first, np.diff(np.r_[first, u.size]))
+    chunk = np.cumsum(rank % size == 0) - 1  # chunk number of each row, in by_user order
+    place = rng.permutation(int(chunk[-1]) + 1 if u.size else 0)
+    return by_user[np.argsort(place[chunk], kind="stable")]  # type: ignore[no-any-return]
 
 
 def _fixed(a: np.ndarray) -> Jagged:

@@ -161,6 +161,9 @@ class RankerConfig:
     # Loss weight per binary task; rare labels need no up-weighting with BCE.
     task_weights: dict[str, float] = field(default_factory=dict)
     watch_weight: float = 0.5
+    # Weight of the within-user pairwise term per task (see `within_user_pair_loss`); it
+    # needs batches that hold several rows per user (`LoopConfig.user_chunk`).
+    pairwise_weights: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_heads(self) -> int:
@@ -186,6 +189,22 @@ class RankerOutput:
 
 
 SINGLE_ID_FEATURES = ("user_id", "item_id", "author_id", "music_id")
+
+
+def within_user_pair_loss(logit: Tensor, label: Tensor, users: Tensor) -> Tensor:
+    """-log sigmoid(s_pos - s_neg), averaged over pairs of one user's rows whose labels
+    differ: the rows are stably sorted by user and each row is paired with the next one.
+
+    BCE fits each row's probability, and most of what it learns is who engages at all
+    (between users). This term only sees differences within a user, which is what GAUC
+    and a feed's order measure. logit, label, users: (B,).
+    """
+    order = torch.argsort(users, stable=True)
+    u, s, y = users[order], logit[order].float(), label[order]
+    dy = y[1:] - y[:-1]  # +1: the second row is the positive one, -1: the first
+    pair = (u[1:] == u[:-1]) & (dy != 0)
+    terms = F.softplus(-dy * (s[1:] - s[:-1])) * pair
+    return terms.sum() / pair.sum().clamp_min(1)
 
 
 def _one_per_bag(jagged: Jagged) -> Jagged:
@@ -285,14 +304,16 @@ class Ranker(nn.Module):
         logits, watch = self.heads(self.features(batch), self.wide(batch))
         out = RankerOutput(logits=logits, watch=watch)
         if batch.labels is not None:
-            self.add_loss(out, batch.labels)
+            self.add_loss(out, batch.labels, users=batch.sparse["user_id"].values)
         return out
 
     def add_loss(
-        self, out: RankerOutput, labels: Tensor, task_weights: dict[str, float] | None = None
-    ) -> None:
+        self, out: RankerOutput, labels: Tensor, task_weights: dict[str, float] | None = None,
+        users: Tensor | None = None,
+    ) -> None:  # fmt: skip
         """Set `out.loss` (and `out.task_losses`): the weighted sum of the tasks' losses,
-        weighted by `task_weights` where given, else by the config's."""
+        weighted by `task_weights` where given, else by the config's; with `users` (B,),
+        plus the config's within-user pairwise terms."""
         c = self.config
         weights = c.task_weights if task_weights is None else task_weights
         n_bin = len(c.tasks)
@@ -302,6 +323,12 @@ class Ranker(nn.Module):
                 out.logits[:, t].float(), labels[:, t]
             )
         total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
+        for name, weight in c.pairwise_weights.items():
+            if users is not None and weight > 0 and name in c.tasks:
+                t = c.tasks.index(name)
+                pair = within_user_pair_loss(out.logits[:, t], labels[:, t], users)
+                losses[f"{name}_pairwise"] = pair
+                total = total + weight * pair
         if out.watch is not None:
             target = labels[:, n_bin]
             known = ~torch.isnan(target)

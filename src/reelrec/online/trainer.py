@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from reelrec.config import parse_task_weights
 from reelrec.device import autocast
 from reelrec.errors import ConfigError, IntegrityError
 from reelrec.features.history import ServingState
@@ -90,16 +91,7 @@ class OnlineLearning:
         """From the CLI: `--learn item,wide_item,tag` ('' or 'none' learns no table),
         `--task-weights is_like=3,is_follow=3` ('' keeps the defaults, 'none' weighs all 1)."""
         names = () if tables.strip().lower() in ("", "none") else tables.split(",")
-        weights = dict(RARE_TASK_WEIGHTS) if not task_weights.strip() else {}
-        if task_weights.strip().lower() not in ("", "none"):
-            for item in task_weights.split(","):
-                name, _, value = item.partition("=")
-                try:
-                    weights[name.strip()] = float(value)
-                except ValueError:
-                    raise ConfigError(
-                        f"--task-weights {item!r}: expected TASK=WEIGHT, e.g. is_like=3"
-                    ) from None
+        weights = parse_task_weights(task_weights, "--task-weights", RARE_TASK_WEIGHTS)
         return cls(tuple(n.strip() for n in names), dense_lr, weights)
 
     def check(self, known: list[str], tasks: list[str]) -> None:

@@ -105,10 +105,11 @@ def train_bundle(
         n_dense=fcfg.n_dense,
         history_len=cfg.history_len,
         embedding_dim=cfg.embedding_dim,
+        pairwise_weights=cfg.pairwise_weights,
     )
     tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed, cfg.wide_lr)
     loop = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress,
-                      wide_warmup_epochs=cfg.wide_warmup_epochs)  # fmt: skip
+                      wide_warmup_epochs=cfg.wide_warmup_epochs, user_chunk=cfg.user_chunk)  # fmt: skip
     probe = _choose_epochs(data, builder, ranker_cfg, tables, loop, cfg.val_fraction, device)
     # The final model learns from the whole window, the most recent days included.
     ranker = make_ranker(ranker_cfg, tables, device)

@@ -31,6 +31,9 @@ class LoopConfig:
     # on KuaiRand (5 runs) is_like GAUC went from .640 to .653 on average (a rare label, where
     # the deep part alone overfits); is_click / long_view GAUC moved by -.001 / -.0015.
     wide_warmup_epochs: int = 0
+    # Shuffle runs of this many consecutive events of one user instead of single rows, so
+    # that batches hold same-user pairs for `RankerConfig.pairwise_weight`.
+    user_chunk: int = 1
 
 
 @dataclass
@@ -78,7 +81,8 @@ def fit(
         for epoch in range(cfg.epochs):
             model.train()
             t0 = time.perf_counter()
-            for step, batch in enumerate(train.batches(cfg.batch_size, True, cfg.seed + epoch)):
+            batches = train.batches(cfg.batch_size, True, cfg.seed + epoch, cfg.user_chunk)
+            for step, batch in enumerate(batches):
                 batch = batch.to(device, non_blocking=True)
                 with autocast(device):
                     out = model(batch)
