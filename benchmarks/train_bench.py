@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from reelrec.config import TrainConfig
 from reelrec.data import load_dataset
 from reelrec.data.dataset import DatasetName
 from reelrec.features import FeatureBuilder
@@ -36,16 +37,20 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
     fb = FeatureBuilder(history_len=20)
     frame, _ = fb.fit_transform(data.events, data.items, data.users, data.labels)
     c = fb.config_
+    defaults = TrainConfig(dataset=DatasetName.kuairand, out=Path("unused"), data=data_dir)
     cfg = RankerConfig(
-        tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names), n_dense=c.n_dense
-    )
+        tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names), n_dense=c.n_dense,
+        pairwise_weights=defaults.pairwise_weights,
+    )  # fmt: skip
     model = make_ranker(cfg, ranker_tables(cfg, 0.05, 0, wide_lr=0.02))
     t_data = time.perf_counter() - t0
     history = fit(
         model,
         frame,
         None,
-        LoopConfig(epochs=1, batch_size=batch_size, show_progress=False),
+        LoopConfig(
+            epochs=1, batch_size=batch_size, show_progress=False, user_chunk=defaults.user_chunk
+        ),  # batches and loss as `reelrec train` has them
         torch.device("cpu"),
     )
     total = time.perf_counter() - t0
