@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reelrec.features.history import causal_features
+from reelrec.features.history import SESSION_GAP_MS, causal_features
 
 DAY = 86_400_000
 
@@ -49,3 +49,42 @@ def test_all_rows_after_the_cutoff_continue_from_a_saved_state() -> None:
     assert np.array_equal(continued.user_n, one_pass.user_n[tail])
     assert np.array_equal(continued.user_pos, one_pass.user_pos[tail])
     assert np.array_equal(continued.item_n, one_pass.item_n[tail])
+    assert np.array_equal(continued.gap_ms, one_pass.gap_ms[tail])
+    assert np.array_equal(continued.session_pos, one_pass.session_pos[tail])
+
+
+def _sessions_by_brute_force(ts, user):  # type: ignore[no-untyped-def]
+    """Per event: time since the user's previous event at an earlier timestamp (-1: none),
+    and how many of the user's earlier events belong to the same session (pauses of at
+    most SESSION_GAP_MS chain events into one session)."""
+    gap = np.full(ts.size, -1, np.int64)
+    pos = np.zeros(ts.size, np.int64)
+    for k in range(ts.size):
+        earlier = np.flatnonzero((user == user[k]) & (ts < ts[k]))
+        if earlier.size == 0:
+            continue
+        gap[k] = ts[k] - ts[earlier[-1]]
+        if gap[k] > SESSION_GAP_MS:
+            continue
+        times = np.r_[ts[earlier], ts[k]]
+        breaks = np.flatnonzero(np.diff(times) > SESSION_GAP_MS)
+        first = breaks[-1] + 1 if breaks.size else 0  # the session's first earlier event
+        pos[k] = earlier.size - first
+    return gap, pos
+
+
+def test_session_features_follow_the_30_minute_rule() -> None:
+    rng = np.random.default_rng(4)
+    n = 500
+    # bursts of activity: gaps of seconds to minutes, now and then hours
+    steps = np.where(
+        rng.random(n) < 0.1, rng.integers(1, 6, n) * 3_600_000, rng.integers(0, 900_000, n)
+    )
+    ts = np.cumsum(steps)
+    user = rng.integers(0, 4, n)
+    labels = rng.integers(0, 2, (n, 2))
+    feats, _ = causal_features(ts, user, np.zeros(n, np.int64), labels[:, 0] > 0, labels, 4, 1, 3)
+    gap, pos = _sessions_by_brute_force(ts, user)
+    assert pos.max() > 3 and (gap > SESSION_GAP_MS).any()  # both cases occur
+    np.testing.assert_array_equal(feats.gap_ms, gap)
+    np.testing.assert_array_equal(feats.session_pos, pos)

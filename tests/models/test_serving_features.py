@@ -38,11 +38,14 @@ def test_served_features_equal_the_offline_features(model: Any) -> None:
     items = np.concatenate(
         [model.catalog.item_id[by_seen][:20], model.catalog.item_id[~by_seen][:20]]
     )
-    now_ms = int(model.manifest.config["train"]["last_timestamp_ms"]) + 3_600_000
+    last_ms, session = model.user_session(user_id)
+    now_ms = last_ms + 600_000  # ten minutes on: the same session
     offline, _ = model.transform(_events_now(model, user_id, items, now_ms, tab=1))
-    served = model.candidate_frame(UserContext(user_id, now_ms, 1, history), items)
+    served = model.candidate_frame(
+        UserContext(user_id, now_ms, 1, history, last_ms, session), items
+    )
 
-    assert history.size > 0 and offline.dense.shape == served.dense.shape
+    assert history.size > 0 and session > 0 and offline.dense.shape == served.dense.shape
     for name in ("dense", "fields", "tags", "hist_item", "hist_author", "author_id"):
         np.testing.assert_allclose(getattr(served, name), getattr(offline, name), rtol=1e-6,
                                    atol=1e-6, err_msg=name)  # fmt: skip

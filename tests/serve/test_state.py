@@ -8,8 +8,8 @@ from reelrec.data.records import Event
 from reelrec.serve.state import UserStateStore, is_positive
 
 
-def _ev(item: int, user: int = 1, **labels: int) -> Event:
-    return Event(user_id=user, item_id=item, timestamp_ms=0, **labels)
+def _ev(item: int, user: int = 1, ts: int = 0, **labels: int) -> Event:
+    return Event(user_id=user, item_id=item, timestamp_ms=ts, **labels)
 
 
 def test_positive_rule_is_the_trainers_long_view() -> None:
@@ -37,6 +37,20 @@ def test_events_feed_history_seen_and_blocks() -> None:
     assert snap.history.tolist() == [12, 13]  # bounded, oldest dropped
     assert sorted(snap.seen.tolist()) == [10, 11, 12, 13, 14]
     assert snap.blocked_authors.tolist() == [77]
+
+
+def test_session_counts_events_until_a_long_pause() -> None:
+    """The ranker's session features: the 30-minute rule of features/history.py, on the
+    events' own timestamps."""
+    store = UserStateStore()
+    minute = 60_000
+    times = [0, 5 * minute, 12 * minute, 3 * 60 * minute, 3 * 60 * minute + 1]
+    store.record_events([_ev(i, ts=t) for i, t in enumerate(times)], author_of={}, now_ms=0)
+    snap = store.snapshot(1, now_ms=0)
+    assert (snap.last_event_ms, snap.session_events) == (times[-1], 2)  # the pause reset it
+    store.record_events([_ev(9, ts=times[-1] - 2 * minute)], author_of={}, now_ms=0)  # late
+    snap = store.snapshot(1, now_ms=0)
+    assert (snap.last_event_ms, snap.session_events) == (times[-1], 3)
 
 
 def test_unknown_user_snapshot_is_empty() -> None:

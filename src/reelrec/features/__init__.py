@@ -3,6 +3,7 @@
 from reelrec.features.builder import (
     RANK_TASKS,
     WATCH_TASK,
+    CausalInputs,
     FeatureBuilder,
     FeatureConfig,
     FeatureFrame,
@@ -13,6 +14,7 @@ __all__ = [
     "RANK_TASKS",
     "WATCH_TASK",
     "CausalFeatures",
+    "CausalInputs",
     "CausalState",
     "FeatureBuilder",
     "FeatureConfig",

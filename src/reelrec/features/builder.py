@@ -6,8 +6,10 @@ Feature groups (F = number of categorical fields, L = history length, T = tasks)
 - "fields" (one shared table, ids salted by field): tab, hour, weekday, duration bucket,
                age-since-upload bucket, every extra item column and every extra user column
 - dense:       log duration, unknown-duration flag, log age, causal counters of the user
-               and the item (prior events, smoothed prior positive rate per task), and how many
-               of the user's recent long views share the candidate's author / first tag
+               and the item (prior events, smoothed prior positive rate per task), how many
+               of the user's recent long views share the candidate's author / first tag, and
+               the session: log time since the user's previous event, whether there was
+               one, log of the user's earlier events in this session
 
 Everything is computed from information before the event's timestamp (see history.py);
 the event's own watch time and labels are only ever targets.
@@ -62,7 +64,7 @@ class FeatureConfig:
 
     @property
     def n_dense(self) -> int:
-        return 3 + 2 * (1 + len(self.tasks)) + 2
+        return 3 + 2 * (1 + len(self.tasks)) + 2 + 3
 
     @property
     def all_tasks(self) -> list[str]:
@@ -139,6 +141,19 @@ def user_chunk_order(user_id: np.ndarray, size: int, rng: np.random.Generator) -
     chunk = np.cumsum(rank % size == 0) - 1  # chunk number of each row, in by_user order
     place = rng.permutation(int(chunk[-1]) + 1 if u.size else 0)
     return by_user[np.argsort(place[chunk], kind="stable")]  # type: ignore[no-any-return]
+
+
+@dataclass
+class CausalInputs:
+    """The causal values of N rows that dense features are built from (see history.py):
+    training and evaluation get them from the causal pass, the server from its state."""
+
+    user_n: np.ndarray  # (N,)
+    user_pos: np.ndarray  # (N, T)
+    item_n: np.ndarray  # (N,)
+    item_pos: np.ndarray  # (N, T)
+    gap_ms: np.ndarray  # (N,) since the user's previous event, -1: none
+    session_pos: np.ndarray  # (N,)
 
 
 def _fixed(a: np.ndarray) -> Jagged:
@@ -294,9 +309,11 @@ class FeatureBuilder:
         )  # fmt: skip
         hist_item = np.where(causal.hist >= 0, uniq_items[np.maximum(causal.hist, 0)], -1)
         item_pos = self.catalog_.positions(items)
+        inputs = CausalInputs(causal.user_n, causal.user_pos, causal.item_n, causal.item_pos,
+                              causal.gap_ms, causal.session_pos)  # fmt: skip
         frame = self.assemble(
-            users, items, item_pos, ts, col["tab"], col["duration_ms"], hist_item,
-            causal.user_n, causal.user_pos, causal.item_n, causal.item_pos, standardise,
+            users, items, item_pos, ts, col["tab"], col["duration_ms"], hist_item, inputs,
+            standardise,
         )  # fmt: skip
         frame.labels = (
             self._labels(col, cfg) if n else np.zeros((0, len(cfg.all_tasks)), np.float32)
@@ -312,7 +329,7 @@ class FeatureBuilder:
         return np.stack(out, axis=1)
 
     def assemble(self, users, items, item_pos, ts, tab, event_duration, hist_item,
-                  user_n, user_pos, item_n, item_pos_counts, standardise) -> FeatureFrame:  # type: ignore[no-untyped-def]  # fmt: skip
+                  causal: CausalInputs, standardise) -> FeatureFrame:  # type: ignore[no-untyped-def]  # fmt: skip
         cfg = self._check()
         cat = self.catalog_
         known = item_pos >= 0
@@ -352,8 +369,8 @@ class FeatureBuilder:
         tag = np.where(known, cat.first_tag(safe), -2) if len(cat) else np.full_like(items, -2)
         same_author = ((hist_author == author[:, None]) & (author[:, None] >= 0)).sum(axis=1)
         same_tag = ((hist_tag == tag[:, None]) & (tag[:, None] >= 0)).sum(axis=1)
-        dense = self._dense(dur_s, duration > 0, age_h * has_upload, user_n, user_pos, item_n,
-                            item_pos_counts, same_author, same_tag)  # fmt: skip
+        dense = self._dense(dur_s, duration > 0, age_h * has_upload, causal, same_author,
+                            same_tag)  # fmt: skip
         if standardise:
             dense = (dense - np.asarray(cfg.dense_mean, np.float32)) / np.asarray(
                 cfg.dense_std, np.float32
@@ -372,24 +389,27 @@ class FeatureBuilder:
             timestamp_ms=ts.astype(np.int64),
         )
 
-    def _dense(
-        self, dur_s, dur_known, age_h, user_n, user_pos, item_n, item_pos, same_author, same_tag
-    ):  # type: ignore[no-untyped-def]
+    def _dense(self, dur_s, dur_known, age_h, c: CausalInputs, same_author, same_tag):  # type: ignore[no-untyped-def]
         cfg = self._check()
         rates = np.asarray(cfg.global_rates, np.float64)
-        user_rate = (user_pos + SMOOTHING * rates) / (user_n[:, None] + SMOOTHING)
-        item_rate = (item_pos + SMOOTHING * rates) / (item_n[:, None] + SMOOTHING)
+        user_rate = (c.user_pos + SMOOTHING * rates) / (c.user_n[:, None] + SMOOTHING)
+        item_rate = (c.item_pos + SMOOTHING * rates) / (c.item_n[:, None] + SMOOTHING)
+        has_prev = c.gap_ms >= 0
         cols = [
             np.log1p(dur_s)[:, None],
             dur_known[:, None].astype(np.float64),
             np.log1p(age_h)[:, None],
-            np.log1p(user_n)[:, None],
+            np.log1p(c.user_n)[:, None],
             user_rate,
-            np.log1p(item_n)[:, None],
+            np.log1p(c.item_n)[:, None],
             item_rate,
             # the user's recent long views by the candidate's author / with its first tag
             np.log1p(same_author)[:, None],
             np.log1p(same_tag)[:, None],
+            # the session: on KuaiRand, AUC +.0015 and GAUC +.001 on long_view (5 seeds)
+            np.where(has_prev, np.log1p(np.maximum(c.gap_ms, 0) / 1000.0), 0.0)[:, None],
+            has_prev[:, None].astype(np.float64),
+            np.log1p(c.session_pos)[:, None],
         ]
         return np.concatenate(cols, axis=1).astype(np.float32)
 

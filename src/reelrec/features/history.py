@@ -1,4 +1,5 @@
-"""Causal per-event features: the user's recent positive history and running counters.
+"""Causal per-event features: the user's recent positive history, running counters, and
+where the user is in their current session.
 
 One pass over events in time order. Every feature of an event is emitted from the state
 *before* that event and before any other event with the same timestamp, then the state is
@@ -8,7 +9,7 @@ own features.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numba
 import numpy as np
@@ -20,7 +21,8 @@ class CausalState:
     """Snapshot of the running state after the last event (what a server starts from).
 
     hist (U, L) int64 local item indices of positives, oldest first, -1 padded at the end;
-    user_n (U,), user_pos (U, T), item_n (V,), item_pos (V, T) counts.
+    user_n (U,), user_pos (U, T), item_n (V,), item_pos (V, T) counts; last_ms (U,) the
+    user's last event time (-1: none yet) and session_n (U,) the events of that session.
     """
 
     hist: np.ndarray
@@ -28,6 +30,20 @@ class CausalState:
     user_pos: np.ndarray
     item_n: np.ndarray
     item_pos: np.ndarray
+    last_ms: np.ndarray
+    session_n: np.ndarray
+
+    @classmethod
+    def empty(cls, n_users: int, n_items: int, history_len: int, n_tasks: int) -> CausalState:
+        return cls(
+            hist=np.full((n_users, history_len), -1, dtype=np.int64),
+            user_n=np.zeros(n_users, dtype=np.int64),
+            user_pos=np.zeros((n_users, n_tasks), dtype=np.int64),
+            item_n=np.zeros(n_items, dtype=np.int64),
+            item_pos=np.zeros((n_items, n_tasks), dtype=np.int64),
+            last_ms=np.full(n_users, -1, dtype=np.int64),
+            session_n=np.zeros(n_users, dtype=np.int64),
+        )
 
 
 @dataclass
@@ -39,15 +55,28 @@ class CausalFeatures:
     user_pos: np.ndarray  # (N, T) and their positives per task
     item_n: np.ndarray  # (N,)
     item_pos: np.ndarray  # (N, T)
+    gap_ms: np.ndarray  # (N,) time since the user's previous event, -1 for a first event
+    session_pos: np.ndarray  # (N,) the user's earlier events in this session
 
 
 FROZEN = -2  # snap_day of a user whose counters hold still (-1: no snapshot yet)
 
 
+SESSION_GAP_MS = 30 * 60 * 1000  # a longer pause starts a new session
+
+
+@numba.njit(cache=True, nogil=True)
+def session_position(gap_ms: int, session_n: int) -> int:
+    """The user's earlier events in the session an event at `gap_ms` after their last one
+    belongs to: all `session_n` of the last session, or none after a long pause (or for a
+    first event, gap -1)."""
+    return session_n if 0 <= gap_ms <= SESSION_GAP_MS else 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_pos, item_n,
-                 item_pos, out_hist, out_user_n, out_user_pos, out_item_n, out_item_pos,
-                 snap_day, snap_n, snap_pos, frozen):  # fmt: skip
+                 item_pos, last_ms, session_n, out_hist, out_user_n, out_user_pos, out_item_n,
+                 out_item_pos, out_gap, out_session, snap_day, snap_n, snap_pos, frozen):  # fmt: skip
     n = ts.shape[0]
     L = hist.shape[1]
     T = labels.shape[1]
@@ -75,8 +104,13 @@ def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_
             for t in range(T):
                 out_user_pos[k, t] = snap_pos[u, t]
                 out_item_pos[k, t] = item_pos[v, t]
+            out_gap[k] = ts[k] - last_ms[u] if last_ms[u] >= 0 else -1
+            out_session[k] = session_position(out_gap[k], session_n[u])
         for k in range(i, j):  # then learn from the events at this timestamp
             u, v = user[k], item[k]
+            gap = ts[k] - last_ms[u] if last_ms[u] >= 0 else -1
+            session_n[u] = session_position(gap, session_n[u]) + 1
+            last_ms[u] = ts[k]
             user_n[u] += 1
             item_n[v] += 1
             for t in range(T):
@@ -121,13 +155,7 @@ def causal_features(
     """
     n, n_tasks = labels.shape
     if start is None:
-        start = CausalState(
-            hist=np.full((n_users, history_len), -1, dtype=np.int64),
-            user_n=np.zeros(n_users, dtype=np.int64),
-            user_pos=np.zeros((n_users, n_tasks), dtype=np.int64),
-            item_n=np.zeros(n_items, dtype=np.int64),
-            item_pos=np.zeros((n_items, n_tasks), dtype=np.int64),
-        )
+        start = CausalState.empty(n_users, n_items, history_len, n_tasks)
     state = CausalState(*(a.copy() for a in vars(start).values()))
     hist_len = (state.hist >= 0).sum(axis=1).astype(np.int64)
     out = CausalFeatures(
@@ -136,6 +164,8 @@ def causal_features(
         user_pos=np.empty((n, n_tasks), dtype=np.int64),
         item_n=np.empty(n, dtype=np.int64),
         item_pos=np.empty((n, n_tasks), dtype=np.int64),
+        gap_ms=np.empty(n, dtype=np.int64),
+        session_pos=np.empty(n, dtype=np.int64),
     )
     _causal_pass(
         np.ascontiguousarray(ts, dtype=np.int64),
@@ -144,7 +174,8 @@ def causal_features(
         np.ascontiguousarray(positive, dtype=np.bool_),
         np.ascontiguousarray(labels, dtype=np.int64),
         state.hist, hist_len, state.user_n, state.user_pos, state.item_n, state.item_pos,
-        out.hist, out.user_n, out.user_pos, out.item_n, out.item_pos,
+        state.last_ms, state.session_n, out.hist, out.user_n, out.user_pos, out.item_n,
+        out.item_pos, out.gap_ms, out.session_pos,
         np.full(n_users, -1, np.int64), np.zeros(n_users, np.int64),
         np.zeros((n_users, n_tasks), np.int64),
         np.ascontiguousarray(np.broadcast_to(np.asarray(after_cutoff, dtype=np.bool_), (n,))),
@@ -164,46 +195,37 @@ class ServingState:
     item_ids: np.ndarray  # (V,)
     item_n: np.ndarray
     item_pos: np.ndarray  # (V, T)
+    last_ms: np.ndarray  # (U,) the user's last event time, -1: none
+    session_n: np.ndarray  # (U,) the events of the user's last session
 
     @classmethod
     def empty(cls, history_len: int, n_tasks: int) -> ServingState:
-        z = np.zeros(0, np.int64)
-        return cls(z, np.zeros((0, history_len), np.int64), z, np.zeros((0, n_tasks), np.int64),
-                   z, z, np.zeros((0, n_tasks), np.int64))  # fmt: skip
+        none = np.zeros(0, np.int64)
+        return cls.from_local(CausalState.empty(0, 0, history_len, n_tasks), none, none)
 
     def to_local(self, user_ids: np.ndarray, item_ids: np.ndarray) -> CausalState:
         """This state re-indexed onto sorted id universes that contain its own ids."""
         u = np.searchsorted(user_ids, self.user_ids)
         v = np.searchsorted(item_ids, self.item_ids)
-        hist = np.full((user_ids.size, self.hist.shape[1]), -1, np.int64)
-        hist[u] = np.where(self.hist >= 0, np.searchsorted(item_ids, self.hist), -1)
-        user_n = np.zeros(user_ids.size, np.int64)
-        user_n[u] = self.user_n
-        user_pos = np.zeros((user_ids.size, self.user_pos.shape[1]), np.int64)
-        user_pos[u] = self.user_pos
-        item_n = np.zeros(item_ids.size, np.int64)
-        item_n[v] = self.item_n
-        item_pos = np.zeros((item_ids.size, self.item_pos.shape[1]), np.int64)
-        item_pos[v] = self.item_pos
-        return CausalState(hist, user_n, user_pos, item_n, item_pos)
+        local = CausalState.empty(
+            user_ids.size, item_ids.size, self.hist.shape[1], self.user_pos.shape[1]
+        )
+        local.hist[u] = np.where(self.hist >= 0, np.searchsorted(item_ids, self.hist), -1)
+        local.user_n[u], local.user_pos[u] = self.user_n, self.user_pos
+        local.item_n[v], local.item_pos[v] = self.item_n, self.item_pos
+        local.last_ms[u], local.session_n[u] = self.last_ms, self.session_n
+        return local
 
     def advance(self, after: ServingState) -> ServingState:
         """`after` (this state moved forward by more events), with every user's counters held
         at their values in this state (zero for users new since): a model's user counters
-        stay as of its cut-off between retrains; histories and item counters move on."""
+        stay as of its cut-off between retrains; histories, sessions and item counters move
+        on."""
         rows = np.searchsorted(after.user_ids, self.user_ids)
         user_n = np.zeros_like(after.user_n)
         user_pos = np.zeros_like(after.user_pos)
         user_n[rows], user_pos[rows] = self.user_n, self.user_pos
-        return ServingState(
-            after.user_ids,
-            after.hist,
-            user_n,
-            user_pos,
-            after.item_ids,
-            after.item_n,
-            after.item_pos,
-        )
+        return replace(after, user_n=user_n, user_pos=user_pos)
 
     @classmethod
     def from_local(
@@ -211,8 +233,9 @@ class ServingState:
     ) -> ServingState:
         hist = np.where(state.hist >= 0, item_ids[np.maximum(state.hist, 0)], -1)
         return cls(
-            user_ids, hist, state.user_n, state.user_pos, item_ids, state.item_n, state.item_pos
-        )
+            user_ids, hist, state.user_n, state.user_pos, item_ids, state.item_n, state.item_pos,
+            state.last_ms, state.session_n,
+        )  # fmt: skip
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in asdict(self).items()}
@@ -224,6 +247,11 @@ class ServingState:
     def user_row(self, user_id: int) -> int:
         i = int(np.searchsorted(self.user_ids, user_id))
         return i if i < self.user_ids.size and self.user_ids[i] == user_id else -1
+
+    def user_session(self, user_id: int) -> tuple[int, int]:
+        """(the user's last event time or -1, the events of that session) at this state."""
+        row = self.user_row(user_id)
+        return (int(self.last_ms[row]), int(self.session_n[row])) if row >= 0 else (-1, 0)
 
     def item_counts(self, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.item_ids.size:

@@ -27,6 +27,8 @@ class UserContext:
     tab: int = 0
     # Recent positively-engaged item ids, oldest first (H,) int64: the history sequence.
     history: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    last_event_ms: int = -1  # the user's last event's time (-1: none known)
+    session_events: int = 0  # the events of the session that event was in
 
 
 @dataclass

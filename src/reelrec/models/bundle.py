@@ -38,8 +38,8 @@ from safetensors.torch import save as st_save
 
 from reelrec.embedding import EmbeddingCollection, EmbeddingTableConfig
 from reelrec.errors import IntegrityError
-from reelrec.features import FeatureBuilder, FeatureConfig, FeatureFrame
-from reelrec.features.history import ServingState
+from reelrec.features import CausalInputs, FeatureBuilder, FeatureConfig, FeatureFrame
+from reelrec.features.history import ServingState, session_position
 from reelrec.models.api import ItemCatalog, RankOutput, Retriever, UserContext
 from reelrec.models.ranker import Ranker, RankerConfig, ScoreFusion
 from reelrec.store.manifest import Manifest, read_file, read_manifest, write_model_dir
@@ -199,7 +199,14 @@ class FeedBundle:
         )
         self.ranker.load_state_dict(st_load(self._read("ranker.safetensors")), strict=False)
         self.ranker.eval()
-        self.state = ServingState.from_tensors(st_load(self._read("state.safetensors")))
+        state = st_load(self._read("state.safetensors"))
+        missing = sorted(set(ServingState.__dataclass_fields__) - set(state))
+        if missing:
+            raise IntegrityError(
+                f"{self.path}: written by an older reelrec (no state arrays {missing}); "
+                "train it again with `reelrec train`"
+            )
+        self.state = ServingState.from_tensors(state)
         self.fusion = ScoreFusion(**cfg["fusion"])
         self.retrievers: list[Retriever] = [
             self._load_retriever(r, items) for r in cfg["retrievers"]
@@ -301,10 +308,16 @@ class FeedBundle:
         # item and author sequences would disagree in length; it carries nothing to attend.
         recent = recent[self.catalog.positions(recent) >= 0][-cfg.history_len :]
         hist[: recent.size] = recent
+        # a client clock behind the last event's must not read as "no previous event"
+        gap = max(user.now_ms - user.last_event_ms, 0) if user.last_event_ms >= 0 else -1
+        causal = CausalInputs(
+            user_n, user_pos, item_n, item_pos, np.full(k, gap, np.int64),
+            np.full(k, session_position(gap, user.session_events), np.int64),
+        )  # fmt: skip
         return self.builder.assemble(
             np.full(k, user.user_id, np.int64), item_ids, self.catalog.positions(item_ids),
             np.full(k, user.now_ms, np.int64), np.full(k, user.tab, np.int64), np.zeros(k, np.int64),
-            np.broadcast_to(hist, (k, cfg.history_len)), user_n, user_pos, item_n, item_pos, True,
+            np.broadcast_to(hist, (k, cfg.history_len)), causal, True,
         )  # fmt: skip
 
     @torch.inference_mode()
@@ -326,6 +339,11 @@ class FeedBundle:
             tasks["watch_ratio"] = out.watch.float().cpu().numpy()
         return RankOutput(score=score.float().cpu().numpy(), tasks=tasks)
 
+    def user_session(self, user_id: int) -> tuple[int, int]:
+        """The user's last event time (-1: none) and that session's events, at the end of
+        training (the server's starting state)."""
+        return self.state.user_session(user_id)
+
     def user_history(self, user_id: int) -> np.ndarray:
         """The user's history at the end of training (the server's starting state)."""
         row = self.state.user_row(user_id)
@@ -342,21 +360,26 @@ def merge_state(base: ServingState, update: ServingState) -> ServingState:
     ub, uu = np.searchsorted(users, base.user_ids), np.searchsorted(users, update.user_ids)
     ib, iu = np.searchsorted(items, base.item_ids), np.searchsorted(items, update.item_ids)
 
-    def put(shape_tail: tuple[int, ...], fill: int, a: np.ndarray, b: np.ndarray,
-            n: int, pa_: np.ndarray, pb: np.ndarray) -> np.ndarray:  # fmt: skip
-        out = np.full((n, *shape_tail), fill, np.int64)
-        out[pa_] = a
-        out[pb] = b
+    def put(
+        name: str, fill: int, n: int, rows_base: np.ndarray, rows_update: np.ndarray
+    ) -> np.ndarray:
+        a, b = getattr(base, name), getattr(update, name)
+        out = np.full((n, *a.shape[1:]), fill, a.dtype)
+        out[rows_base] = a
+        out[rows_update] = b
         return out
 
+    def by_user(name: str, fill: int = 0) -> np.ndarray:
+        return put(name, fill, users.size, ub, uu)
+
+    def by_item(name: str) -> np.ndarray:
+        return put(name, 0, items.size, ib, iu)
+
     return ServingState(
-        user_ids=users,
-        hist=put(base.hist.shape[1:], -1, base.hist, update.hist, users.size, ub, uu),
-        user_n=put((), 0, base.user_n, update.user_n, users.size, ub, uu),
-        user_pos=put(base.user_pos.shape[1:], 0, base.user_pos, update.user_pos, users.size, ub, uu),
-        item_ids=items,
-        item_n=put((), 0, base.item_n, update.item_n, items.size, ib, iu),
-        item_pos=put(base.item_pos.shape[1:], 0, base.item_pos, update.item_pos, items.size, ib, iu),
+        user_ids=users, hist=by_user("hist", -1), user_n=by_user("user_n"),
+        user_pos=by_user("user_pos"), item_ids=items, item_n=by_item("item_n"),
+        item_pos=by_item("item_pos"), last_ms=by_user("last_ms", -1),
+        session_n=by_user("session_n"),
     )  # fmt: skip
 
 
@@ -371,7 +394,8 @@ def state_rows(state: ServingState, user_ids: np.ndarray, item_ids: np.ndarray) 
     u, v = pick(state.user_ids, user_ids), pick(state.item_ids, item_ids)
     return ServingState(
         state.user_ids[u], state.hist[u], state.user_n[u], state.user_pos[u],
-        state.item_ids[v], state.item_n[v], state.item_pos[v],
+        state.item_ids[v], state.item_n[v], state.item_pos[v], state.last_ms[u],
+        state.session_n[u],
     )  # fmt: skip
 
 

@@ -73,7 +73,8 @@ class LogFollower:
             hated = ev.column("is_hate").to_numpy() > 0
             runtime.users.record_columns(
                 ev.column("user_id").to_numpy(), items, positive_mask(ev.column("long_view").to_numpy()),
-                hated, hated_authors(runtime, np.unique(items[hated])), int(time.time() * 1000),
+                hated, ev.column("timestamp_ms").to_numpy(),
+                hated_authors(runtime, np.unique(items[hated])), int(time.time() * 1000),
             )  # fmt: skip
             self.events_after = int(batch.offsets[-1])
             applied += len(batch.offsets)

@@ -206,7 +206,10 @@ class FeedPipeline:
         if history.size == 0 and hasattr(self.model, "user_history"):
             # No live history yet: start from what the model saw in training, if it kept it.
             history = np.asarray(self.model.user_history(user_id), np.int64)
-        ctx = UserContext(user_id=user_id, now_ms=now_ms, tab=tab, history=history)
+        last_ms, session = user.last_event_ms, user.session_events
+        if last_ms < 0 and hasattr(self.model, "user_session"):
+            last_ms, session = self.model.user_session(user_id)  # likewise
+        ctx = UserContext(user_id, now_ms, tab, history, last_ms, session)
         ids, source = self._retrieve(ctx)
         t1 = time.perf_counter()
 

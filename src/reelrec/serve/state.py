@@ -10,6 +10,9 @@ Rules:
 - *history* (the ranker's sequence feature) = items the user long-viewed (`long_view == 1`),
   the same rule the feature builder trains with: a broader rule here would hand the ranker
   histories unlike those it learned from.
+- *session* (the ranker's session features) = the time of the user's last event and how
+  many events its session has had, by the events' own timestamps and features/history.py's
+  rule (a pause over 30 minutes starts a new session).
 - *blocked authors*: explicit blocks, plus the author of any item the user marked `is_hate`
   (the "not interested" button).
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reelrec.data.records import Event
+from reelrec.features.history import session_position
 
 
 @dataclass
@@ -33,6 +37,8 @@ class UserState:
     seen_ids: deque[int]
     seen_ms: deque[int]
     blocked_authors: set[int] = field(default_factory=set)
+    last_event_ms: int = -1
+    session_events: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class UserSnapshot:
     history: np.ndarray
     seen: np.ndarray
     blocked_authors: np.ndarray
+    last_event_ms: int = -1
+    session_events: int = 0
 
 
 def is_positive(event: Event) -> bool:
@@ -98,22 +106,28 @@ class UserStateStore:
             np.fromiter((e.item_id for e in events), np.int64, len(events)),
             np.fromiter((is_positive(e) for e in events), np.bool_, len(events)),
             np.fromiter((bool(e.is_hate) for e in events), np.bool_, len(events)),
+            np.fromiter((e.timestamp_ms for e in events), np.int64, len(events)),
             author_of,
             now_ms,
         )
 
     def record_columns(
         self, user_ids: np.ndarray, item_ids: np.ndarray, positive: np.ndarray,
-        hated: np.ndarray, author_of: dict[int, int], now_ms: int,
+        hated: np.ndarray, timestamps: np.ndarray, author_of: dict[int, int], now_ms: int,
     ) -> None:  # fmt: skip
         """`record_events` on columns (N,) each: events as read back from the event log."""
         rows = zip(user_ids.tolist(), item_ids.tolist(), positive.tolist(), hated.tolist(),
-                   strict=True)  # fmt: skip
+                   timestamps.tolist(), strict=True)  # fmt: skip
         with self._lock:
-            for user, item, pos, hate in rows:
+            for user, item, pos, hate, ts in rows:
                 state = self._get(user)
                 state.seen_ids.append(item)
                 state.seen_ms.append(now_ms)
+                # a late event joins the session without moving its clock back
+                last = state.last_event_ms
+                gap = max(ts - last, 0) if last >= 0 else -1
+                state.session_events = session_position(gap, state.session_events) + 1
+                state.last_event_ms = max(last, ts)
                 if pos:
                     state.history.append(item)
                 if hate and item in author_of:
@@ -142,5 +156,6 @@ class UserStateStore:
             blocked = np.fromiter(
                 state.blocked_authors, dtype=np.int64, count=len(state.blocked_authors)
             )
+            last_ms, session = state.last_event_ms, state.session_events
         recent = seen_ms >= now_ms - self.seen_ttl_ms
-        return UserSnapshot(True, history, seen_ids[recent], blocked)
+        return UserSnapshot(True, history, seen_ids[recent], blocked, last_ms, session)
