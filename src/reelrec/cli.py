@@ -28,7 +28,11 @@ DeviceOpt = Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|npu[:N]|xpu|mps"
 DateOpt = Annotated[str | None, typer.Option(help="YYYYMMDD, inclusive")]
 # What the online trainer learns (reelrec.online.trainer.OnlineLearning).
 LearnOpt = Annotated[
-    str, typer.Option(help="embedding tables learned online, comma-separated ('none': no table)")
+    str,
+    typer.Option(
+        help="embedding tables learned online, TABLE or TABLE=LR_SCALE, comma-separated "
+        "('none': no table)"
+    ),
 ]
 DenseLrOpt = Annotated[float, typer.Option(help="Adam rate of the dense layers (0: held)")]
 TaskWeightsOpt = Annotated[
@@ -198,7 +202,7 @@ def online(
     idle_exit: Annotated[float | None, typer.Option(help="stop after N idle seconds")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
-    learn: LearnOpt = "item,wide_item,tag",
+    learn: LearnOpt = "wide_item=3,tag",
     dense_lr: DenseLrOpt = 0.0,
     task_weights: TaskWeightsOpt = "",
     device: DeviceOpt = "auto",
@@ -234,7 +238,7 @@ def replay(
     bootstrap: Annotated[
         int, typer.Option(help="paired user-bootstrap replicates for the gains (0: none)")
     ] = 200,
-    learn: LearnOpt = "item,wide_item,tag",
+    learn: LearnOpt = "wide_item=3,tag",
     dense_lr: DenseLrOpt = 0.0,
     task_weights: TaskWeightsOpt = "",
     device: DeviceOpt = "auto",
