@@ -37,7 +37,12 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
     fb = FeatureBuilder(history_len=20)
     frame, _ = fb.fit_transform(data.events, data.items, data.users, data.labels)
     c = fb.config_
-    defaults = TrainConfig(dataset=DatasetName.kuairand, out=Path("unused"), data=data_dir)
+    # the ranker of the KuaiRand figures: `reelrec train --pairwise-weights
+    # long_view=0.2,is_click=0.3 --user-chunk 2`
+    defaults = TrainConfig(
+        dataset=DatasetName.kuairand, out=Path("unused"), data=data_dir, user_chunk=2,
+        pairwise_weights={"long_view": 0.2, "is_click": 0.3},
+    )  # fmt: skip
     cfg = RankerConfig(
         tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names), n_dense=c.n_dense,
         pairwise_weights=defaults.pairwise_weights,

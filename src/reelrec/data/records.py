@@ -5,7 +5,7 @@ these. Columnar (pyarrow) on the hot path; the pydantic `Event` is for the HTTP 
 
 Event columns (all int64 unless noted):
     user_id, item_id      raw 64-bit ids, never remapped
-    timestamp_ms          event time, epoch milliseconds (UTC)
+    timestamp_ms          event time: when the item was shown (start of play), epoch ms (UTC)
     tab                   surface/tab the item was shown on (0 when unknown)
     hour                  local hour 0..23 of the event
     watch_ms              play time in milliseconds (0 = not played)
@@ -73,7 +73,9 @@ class Event(BaseModel):
 
     user_id: int = Field(ge=0, lt=2**63)
     item_id: int = Field(ge=0, lt=2**63)
-    timestamp_ms: int = Field(ge=0, lt=2**63, description="event time, epoch milliseconds")
+    timestamp_ms: int = Field(
+        ge=0, lt=2**63, description="when the item was shown (start of play), epoch milliseconds"
+    )
     tab: int = Field(default=0, ge=0, lt=2**31)
     watch_ms: int = Field(default=0, ge=0, le=MAX_WATCH_MS)
     duration_ms: int = Field(default=0, ge=0, le=MAX_DURATION_MS, description="0 = unknown")

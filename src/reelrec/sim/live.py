@@ -206,7 +206,7 @@ class _LiveRun:
                 chunk = EventColumns(
                     np.full(keep.size, u, dtype=np.int64),
                     idx[keep],
-                    now + elapsed[keep] - GAP_MS,  # event time = end of play
+                    now + elapsed[keep] - watch[keep] - GAP_MS,  # event time = start of play
                     watch[keep],
                     {k: resp.labels[k][sub] for k in LABELS},
                 )

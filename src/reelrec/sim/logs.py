@@ -138,7 +138,9 @@ def _simulate_day(world: World, day: int, pop: np.ndarray, tix: _TopicIndex) -> 
         keep = (np.arange(b)[None, :] <= first[:, None]).ravel() & ok
         step = (resp.watch_ms + GAP_MS).reshape(sa, b)
         elapsed = np.cumsum(step, axis=1)
-        ts = (t_cur[act][:, None] + elapsed - GAP_MS).ravel()  # event time = end of play
+        # event time = start of play, as a log records an impression (and as features assume:
+        # an end-of-play time would put the event's own watch time in the gap since the last)
+        ts = (t_cur[act][:, None] + elapsed - step).ravel()
         out.append(
             EventColumns(uu[keep], v[keep], ts[keep], resp.watch_ms[keep],
                  {k: a[keep] for k, a in resp.labels.items()})

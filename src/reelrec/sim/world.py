@@ -114,7 +114,7 @@ class EventColumns:
 
     u: np.ndarray  # user indices
     v: np.ndarray  # video indices
-    ts: np.ndarray  # event time (end of play), ms
+    ts: np.ndarray  # event time (start of play: when the video was shown), ms
     watch: np.ndarray  # watch_ms
     labels: dict[str, np.ndarray]  # int8 per label
 
