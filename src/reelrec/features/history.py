@@ -74,6 +74,20 @@ def session_position(gap_ms: int, session_n: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def gap_since(ts: int, last_ms: int) -> int:
+    """Time from the user's last event to `ts` (-1: no last event). A `ts` behind it (a late
+    event, a client clock behind) counts as 0, not as "no previous event"."""
+    return max(ts - last_ms, 0) if last_ms >= 0 else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def after_event(ts: int, last_ms: int, session_n: int) -> tuple[int, int]:
+    """The user's (last event time, events of that session) once an event at `ts` is in:
+    one rule for the causal pass and the server's live state."""
+    return max(last_ms, ts), session_position(gap_since(ts, last_ms), session_n) + 1
+
+
+@numba.njit(cache=True, nogil=True)
 def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_pos, item_n,
                  item_pos, last_ms, session_n, out_hist, out_user_n, out_user_pos, out_item_n,
                  out_item_pos, out_gap, out_session, snap_day, snap_n, snap_pos, frozen):  # fmt: skip
@@ -104,13 +118,11 @@ def _causal_pass(ts, user, item, positive, labels, hist, hist_len, user_n, user_
             for t in range(T):
                 out_user_pos[k, t] = snap_pos[u, t]
                 out_item_pos[k, t] = item_pos[v, t]
-            out_gap[k] = ts[k] - last_ms[u] if last_ms[u] >= 0 else -1
+            out_gap[k] = gap_since(ts[k], last_ms[u])
             out_session[k] = session_position(out_gap[k], session_n[u])
         for k in range(i, j):  # then learn from the events at this timestamp
             u, v = user[k], item[k]
-            gap = ts[k] - last_ms[u] if last_ms[u] >= 0 else -1
-            session_n[u] = session_position(gap, session_n[u]) + 1
-            last_ms[u] = ts[k]
+            last_ms[u], session_n[u] = after_event(ts[k], last_ms[u], session_n[u])
             user_n[u] += 1
             item_n[v] += 1
             for t in range(T):

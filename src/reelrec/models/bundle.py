@@ -39,7 +39,7 @@ from safetensors.torch import save as st_save
 from reelrec.embedding import EmbeddingCollection, EmbeddingTableConfig
 from reelrec.errors import IntegrityError
 from reelrec.features import CausalInputs, FeatureBuilder, FeatureConfig, FeatureFrame
-from reelrec.features.history import ServingState, session_position
+from reelrec.features.history import ServingState, gap_since, session_position
 from reelrec.models.api import ItemCatalog, RankOutput, Retriever, UserContext
 from reelrec.models.ranker import Ranker, RankerConfig, ScoreFusion
 from reelrec.store.manifest import Manifest, read_file, read_manifest, write_model_dir
@@ -308,8 +308,7 @@ class FeedBundle:
         # item and author sequences would disagree in length; it carries nothing to attend.
         recent = recent[self.catalog.positions(recent) >= 0][-cfg.history_len :]
         hist[: recent.size] = recent
-        # a client clock behind the last event's must not read as "no previous event"
-        gap = max(user.now_ms - user.last_event_ms, 0) if user.last_event_ms >= 0 else -1
+        gap = gap_since(user.now_ms, user.last_event_ms)
         causal = CausalInputs(
             user_n, user_pos, item_n, item_pos, np.full(k, gap, np.int64),
             np.full(k, session_position(gap, user.session_events), np.int64),

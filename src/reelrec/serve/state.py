@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reelrec.data.records import Event
-from reelrec.features.history import session_position
+from reelrec.features.history import after_event
 
 
 @dataclass
@@ -123,11 +123,8 @@ class UserStateStore:
                 state = self._get(user)
                 state.seen_ids.append(item)
                 state.seen_ms.append(now_ms)
-                # a late event joins the session without moving its clock back
-                last = state.last_event_ms
-                gap = max(ts - last, 0) if last >= 0 else -1
-                state.session_events = session_position(gap, state.session_events) + 1
-                state.last_event_ms = max(last, ts)
+                last, n = after_event(ts, state.last_event_ms, state.session_events)
+                state.last_event_ms, state.session_events = int(last), int(n)
                 if pos:
                     state.history.append(item)
                 if hate and item in author_of:
