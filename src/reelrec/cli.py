@@ -39,6 +39,10 @@ TaskWeightsOpt = Annotated[
     str,
     typer.Option(help="online loss weights, TASK=W,... ('': is_like=3,is_follow=3; 'none': all 1)"),
 ]
+LiveCountersOpt = Annotated[
+    bool,
+    typer.Option(help="videos' event counters follow the stream (default: held at the cut-off)"),
+]
 
 
 def user_errors(fn: F) -> F:
@@ -202,9 +206,10 @@ def online(
     idle_exit: Annotated[float | None, typer.Option(help="stop after N idle seconds")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
     threads: Annotated[int | None, typer.Option(help="torch intra-op threads")] = None,
-    learn: LearnOpt = "wide_item=3,tag",
+    learn: LearnOpt = "wide_item=5,tag",
     dense_lr: DenseLrOpt = 0.0,
     task_weights: TaskWeightsOpt = "",
+    live_item_counters: LiveCountersOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Learn from the event log online; publish delta versions to a model store."""
@@ -216,7 +221,7 @@ def online(
         batch_size=batch_size, compact_every=compact_every, keep=keep,
         partial_after_s=None if full_batches_only else 0.05, until_offset=until_offset,
         idle_exit_s=idle_exit, metrics_port=metrics_port, threads=threads, device=device,
-        learning=OnlineLearning.parse(learn, dense_lr, task_weights),
+        learning=OnlineLearning.parse(learn, dense_lr, task_weights, live_item_counters),
     )  # fmt: skip
     summary = run_online(cfg)
     err.print(
@@ -238,9 +243,10 @@ def replay(
     bootstrap: Annotated[
         int, typer.Option(help="paired user-bootstrap replicates for the gains (0: none)")
     ] = 200,
-    learn: LearnOpt = "wide_item=3,tag",
+    learn: LearnOpt = "wide_item=5,tag",
     dense_lr: DenseLrOpt = 0.0,
     task_weights: TaskWeightsOpt = "",
+    live_item_counters: LiveCountersOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Stream a historical window through the online trainer: online vs frozen metrics."""
@@ -257,7 +263,7 @@ def replay(
             json_out=json_out,
             batch_size=batch_size,
             bootstrap=bootstrap,
-            learning=OnlineLearning.parse(learn, dense_lr, task_weights),
+            learning=OnlineLearning.parse(learn, dense_lr, task_weights, live_item_counters),
             device=device,
         )  # fmt: skip
     )

@@ -119,8 +119,9 @@ class FeedPolicy:
 
 class OnlineFeedPolicy(FeedPolicy):
     """The same feed, plus the online trainer: every reaction is first predicted, then
-    learned from (the videos' embedding and bias rows, trending), so new videos and trending
-    topics reach the ranker within the live window instead of at the next retrain."""
+    learned from (the default `OnlineLearning`: the videos' bias rows and the tags' rows;
+    and the trending retriever), so new videos and trending topics reach the feed within the
+    live window instead of at the next retrain."""
 
     def __init__(self, model: FeedBundle, world: World, candidates: int = 200) -> None:
         from reelrec.online.trainer import OnlineTrainer

@@ -1,11 +1,13 @@
-"""User counters after a model's cut-off: held at the user's counts just before their first
-row after it, whatever the other users do, and exactly what a model's saved state gives."""
+"""Counters after a model's cut-off: held at the counts just before it (users', and on a
+serving state videos' too), whatever else happens, and exactly what a model's saved state gives."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from reelrec.features.history import SESSION_GAP_MS, causal_features
+from reelrec.features.history import SESSION_GAP_MS, ServingState, causal_features
 
 DAY = 86_400_000
 
@@ -88,3 +90,46 @@ def test_session_features_follow_the_30_minute_rule() -> None:
     assert pos.max() > 3 and (gap > SESSION_GAP_MS).any()  # both cases occur
     np.testing.assert_array_equal(feats.gap_ms, gap)
     np.testing.assert_array_equal(feats.session_pos, pos)
+
+
+def test_advancing_a_serving_state_holds_counters_and_moves_histories() -> None:
+    ts, user, item, positive, labels = _events(2)
+    head = ts < 4 * DAY
+    _, cut = causal_features(ts[head], user[head], item[head], positive[head], labels[head],
+                             8, 30, 5)  # fmt: skip
+    _, later = causal_features(ts, user, item, positive, labels, 8, 30, 5)
+    ids_u, ids_v = np.arange(8), np.arange(30)
+    model = ServingState.from_local(cut, ids_u, ids_v)
+    after = ServingState.from_local(later, ids_u, ids_v)
+    assert not np.array_equal(model.item_n, after.item_n)  # the tail moved the counters
+
+    held = model.advance(after)
+    np.testing.assert_array_equal(held.item_n, model.item_n)
+    np.testing.assert_array_equal(held.item_pos, model.item_pos)
+    np.testing.assert_array_equal(held.user_n, model.user_n)
+    np.testing.assert_array_equal(held.hist, after.hist)  # histories and sessions move on
+    np.testing.assert_array_equal(held.last_ms, after.last_ms)
+
+    live = model.advance(after, live_item_counters=True)
+    np.testing.assert_array_equal(live.item_n, after.item_n)
+    np.testing.assert_array_equal(live.item_pos, after.item_pos)
+    np.testing.assert_array_equal(live.user_n, model.user_n)  # users' stay held either way
+
+
+def test_ids_new_since_the_cutoff_start_with_zero_counters() -> None:
+    ts, user, item, positive, labels = _events(3)
+    head = (ts < 4 * DAY) & (item < 20) & (user < 6)  # videos 20.. and users 6.. come later
+    _, cut = causal_features(ts[head], user[head], item[head], positive[head], labels[head],
+                             8, 30, 5)  # fmt: skip
+    _, later = causal_features(ts, user, item, positive, labels, 8, 30, 5)
+    seen_u, seen_v = np.unique(user[head]), np.unique(item[head])
+    model = ServingState.from_local(cut, np.arange(8), np.arange(30))
+    model = replace(model, user_ids=seen_u, item_ids=seen_v, hist=model.hist[seen_u],
+                    user_n=model.user_n[seen_u], user_pos=model.user_pos[seen_u],
+                    item_n=model.item_n[seen_v], item_pos=model.item_pos[seen_v],
+                    last_ms=model.last_ms[seen_u], session_n=model.session_n[seen_u])  # fmt: skip
+    held = model.advance(ServingState.from_local(later, np.arange(8), np.arange(30)))
+    new_v = np.setdiff1d(np.arange(30), seen_v)
+    assert new_v.size and (held.item_n[new_v] == 0).all() and (held.item_pos[new_v] == 0).all()
+    assert (held.user_n[np.setdiff1d(np.arange(8), seen_u)] == 0).all()
+    np.testing.assert_array_equal(held.item_n[seen_v], model.item_n)

@@ -257,6 +257,38 @@ def test_dense_lr_and_more_tables_learn_when_asked(
     assert not changed["wide_item"] and not changed["user"]
 
 
+def test_trending_updates_reach_the_bundles_current_retriever(
+    model_dir: Path, live_events: list[Event], tmp_path: Path
+) -> None:
+    """A catalog refresh swaps the bundle's retrievers for new objects (the demo's live act
+    does); the trainer must update those, not the ones it started with."""
+    log = EventLog(tmp_path / "learn.sqlite")
+    log.append(live_events[:300])
+    trainer = OnlineTrainer(load_feed_model(model_dir), learning=OnlineLearning.parse("none", 0.0))
+    trainer.learn(log.read(0, 100))
+    bundle, old = trainer.bundle, trainer.trending
+    bundle.retrievers = [type(r).from_state(*r.state(), bundle.catalog.table) for r in bundle.retrievers]  # fmt: skip
+    trending = trainer.trending
+    assert old is not None and trending is not None and trending is not old
+    old_scores, before = old.scores_.copy(), trending.scores_.copy()
+    trainer.learn(log.read(100, 200))
+    assert not np.array_equal(trending.scores_, before)
+    assert np.array_equal(old.scores_, old_scores)
+
+
+def test_videos_counters_follow_the_stream_only_when_asked(
+    model_dir: Path, live_events: list[Event], tmp_path: Path
+) -> None:
+    model = load_feed_model(model_dir).state
+    held = _learn_once(model_dir, live_events[:300], OnlineLearning(), tmp_path / "a").state
+    live_learning = OnlineLearning(live_item_counters=True)
+    live = _learn_once(model_dir, live_events[:300], live_learning, tmp_path / "b").state
+    known = np.searchsorted(held.item_ids, model.item_ids)
+    np.testing.assert_array_equal(held.item_n[known], model.item_n)
+    assert live.item_n[np.searchsorted(live.item_ids, model.item_ids)].sum() > model.item_n.sum()
+    assert not np.array_equal(held.hist, model.hist) or held.hist.shape != model.hist.shape
+
+
 def test_learning_nothing_still_predicts_and_advances(
     model_dir: Path, live_events: list[Event], tmp_path: Path
 ) -> None:

@@ -101,7 +101,10 @@ def replay(
         part = events.slice(lo, batch_size)
         offsets = np.arange(lo + 1, lo + 1 + part.num_rows, dtype=np.int64)
         frame, after = frozen.transform(part)
-        frozen.state = frozen.state.advance(after)
+        # the frozen model's features follow the same counter rule as the online one's
+        frozen.state = frozen.state.advance(
+            after, live_item_counters=trainer.learning.live_item_counters
+        )
         probs, _ = predict(frozen.ranker, frame, len(frame), device)
         assert frame.labels is not None
         frozen_metrics.update(frame.labels, probs, frame.user_id)
