@@ -182,11 +182,14 @@ def demo(
     seed: int = 0,
     device: DeviceOpt = "auto",
     small: Annotated[bool, typer.Option(help="tiny world, for smoke tests")] = False,
+    sessions: Annotated[
+        int | None, typer.Option(min=1, help="live sessions per policy (default 2000)")
+    ] = None,
 ) -> None:
     """The main job on the simulated world: simulate, train, evaluate, serve live users."""
     from reelrec.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=out, seed=seed, device=device, small=small))
+    run_demo(DemoConfig(out=out, seed=seed, device=device, small=small, sessions=sessions))
 
 
 @app.command()

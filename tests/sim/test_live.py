@@ -9,6 +9,7 @@ from reelrec.errors import ConfigError
 from reelrec.sim import (
     HOUR_MS,
     ITEM_ID_BASE,
+    LiveResult,
     OraclePolicy,
     PopularPolicy,
     RandomPolicy,
@@ -33,10 +34,10 @@ def logs(world: World) -> pa.Table:
     return simulate_logs(LIVE, world=world).events
 
 
-def _paired_z(a: np.ndarray, b: np.ndarray) -> float:
+def _paired_z(a: LiveResult, b: LiveResult) -> float:
     """z statistic of mean(a - b) over the same sessions (common random numbers)."""
-    d = a.astype(float) - b.astype(float)
-    return float(d.mean() / (d.std(ddof=1) / np.sqrt(d.size)))
+    mean, se = a.paired_difference(b)
+    return mean / se
 
 
 def test_oracle_beats_popular_beats_random(world: World, logs: pa.Table) -> None:
@@ -55,9 +56,11 @@ def test_oracle_beats_popular_beats_random(world: World, logs: pa.Table) -> None
         np.testing.assert_array_equal(r.session_user_id, res["random"].session_user_id)
         np.testing.assert_array_equal(r.session_start_ms, res["random"].session_start_ms)
         assert r.events.schema.equals(EVENT_SCHEMA) and r.wasted_slots == 0
-    w = {k: r.session_watch_ms for k, r in res.items()}
-    assert _paired_z(w["oracle"], w["popular"]) > 4
-    assert _paired_z(w["popular"], w["random"]) > 4
+    assert _paired_z(res["oracle"], res["popular"]) > 4
+    assert _paired_z(res["popular"], res["random"]) > 4
+    # pairing cancels the spread between sessions: far below the unpaired standard error
+    _, se = res["oracle"].paired_difference(res["popular"])
+    assert se < 0.8 * np.hypot(res["oracle"].watch_ms_se, res["popular"].watch_ms_se)
     assert res["oracle"].items_per_session > res["random"].items_per_session  # longer sessions
     assert res["oracle"].label_rates["long_view"] > res["random"].label_rates["long_view"]
 
@@ -69,7 +72,15 @@ def test_feedback_helps_popular(world: World, logs: pa.Table) -> None:
     frozen.observe(logs)
     a = run_live(world, online, hours=24, sessions=SESSIONS, feedback_every=10)
     b = run_live(world, frozen, hours=24, sessions=SESSIONS, feedback_every=10**9)
-    assert _paired_z(a.session_watch_ms, b.session_watch_ms) > 2
+    assert _paired_z(a, b) > 2
+
+
+def test_paired_difference_refuses_runs_of_different_sessions(world: World) -> None:
+    a = run_live(world, RandomPolicy(world), hours=12, sessions=20)
+    b = run_live(world, RandomPolicy(world), hours=12, sessions=21)
+    assert a.paired_difference(a) == (0.0, 0.0)
+    with pytest.raises(ConfigError, match="different sessions"):
+        a.paired_difference(b)
 
 
 def test_same_policy_same_result(world: World) -> None:

@@ -80,6 +80,22 @@ class LiveResult:
         total = np.bincount(inv, weights=self.session_watch_ms.astype(float))
         return keys, total / np.bincount(inv)
 
+    def paired_difference(self, other: LiveResult) -> tuple[float, float]:
+        """Mean and standard error of (this - other) watch ms per session, session by session.
+
+        Runs on the same world and schedule face the same users in the same moods (common
+        random numbers), so the per-session differences cancel most of the between-session
+        spread that each policy's own standard error carries.
+        """
+        same = np.array_equal(self.session_user_id, other.session_user_id) and np.array_equal(
+            self.session_start_ms, other.session_start_ms
+        )
+        if not same:
+            raise ConfigError("paired difference: the two runs served different sessions")
+        d = (self.session_watch_ms - other.session_watch_ms).astype(float)
+        se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0
+        return float(d.mean()), se
+
     def summary(self) -> dict[str, object]:
         """JSON-ready figures (no arrays)."""
         return {
