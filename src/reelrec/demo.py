@@ -4,7 +4,8 @@
 2. train the ranker and retrievers on all days but the last;
 3. evaluate offline on the last day (AUC / GAUC / logloss per label, Recall@K / NDCG@K);
 4. let the random, popular and model policies (the model through the same feed pipeline
-   the HTTP server runs) serve live simulated users, and compare watch time per session;
+   the HTTP server runs) serve live simulated users for 12 hours from where the training
+   logs end, and compare watch time per session;
 5. write DIR/report.html (with PNG plots), DIR/metrics.json and print a summary table.
 """
 
@@ -155,11 +156,16 @@ class OnlineFeedPolicy(FeedPolicy):
             self.model.ranker.eval()  # serve with the updated model, admitting nothing
 
 
-def split_last_day(data: Interactions) -> tuple[Interactions, int]:
-    """Training interactions (all but the last day) and the row where the last day starts."""
+def split_last_day(data: Interactions, end_ms: int) -> tuple[Interactions, int]:
+    """Training interactions (all but the last simulated day) and the row where the last
+    day starts.
+
+    `end_ms` is the logs' `SimConfig.end_ms`. Sessions that begin before the end run past
+    it; they belong to the last day (cutting at the last midnight of the timestamps left
+    only those few hundred spill-over rows as the "last day").
+    """
     ts = data.events.column("timestamp_ms")
-    cut = (pc.max(ts).as_py() // DAY_MS) * DAY_MS
-    n_train = int(pc.sum(pc.less(ts, cut)).as_py())
+    n_train = int(pc.sum(pc.less(ts, end_ms - DAY_MS)).as_py())
     train = replace(data, events=data.events.slice(0, n_train), rows_in=n_train)
     return train, n_train
 
@@ -180,7 +186,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     )
 
     t = time.perf_counter()
-    train, n_train = split_last_day(data)
+    train, n_train = split_last_day(data, sim_cfg.end_ms)
     train_cfg = TrainConfig(
         dataset=DatasetName.sim,
         out=cfg.out / "model",
@@ -202,7 +208,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    live = _live(world, trained.out, train.events, cfg)
+    live = _live(world, trained.out, train.events, cfg, start_ms=sim_cfg.end_ms - DAY_MS)
     timings["live"] = time.perf_counter() - t
 
     result = DemoResult(offline, live, timings)
@@ -212,8 +218,10 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
 
 def _live(
-    world: World, model_dir: Path, train_events: pa.Table, cfg: DemoConfig
+    world: World, model_dir: Path, train_events: pa.Table, cfg: DemoConfig, start_ms: int
 ) -> dict[str, LiveResult]:
+    """Every policy serves the same live sessions, from `start_ms` (where the training logs
+    end: the model serves the day after its data, as a daily retrain would) for 12 hours."""
     popular = PopularPolicy(world)
     popular.observe(train_events)  # the same logs the models learned from
     device = resolve_device(cfg.device)
@@ -228,8 +236,9 @@ def _live(
     for name, policy in policies.items():
         with console.status(f"live: {name} serves {cfg.live_sessions()} sessions"):
             out[name] = run_live(
-                world, policy, hours=12, sessions=cfg.live_sessions(), page_size=10
-            )
+                world, policy, start_ms=start_ms, hours=12, sessions=cfg.live_sessions(),
+                page_size=10,
+            )  # fmt: skip
     return out
 
 
@@ -271,7 +280,7 @@ def _write_outputs(
         "A simulated world (users with drifting interests, creators uploading all day, trending "
         "topics) is logged, a multi-task ranker and retrievers are trained on all days but the "
         "last, evaluated offline on the last day, then several policies serve live simulated "
-        f"users. Device: {device}."
+        f"users for 12 hours from where the training logs end. Device: {device}."
     )
     live_rows: list[list[Cell]] = [
         [

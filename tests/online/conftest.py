@@ -25,8 +25,9 @@ def world_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pa.Tabl
     from reelrec.sim import SimConfig, simulate_logs
     from reelrec.train.command import train_bundle
 
-    data = simulate_logs(SimConfig(users=80, videos=300, days=3, seed=5))
-    train, n = split_last_day(data)
+    sim = SimConfig(users=80, videos=300, days=3, seed=5)
+    data = simulate_logs(sim)
+    train, n = split_last_day(data, sim.end_ms)
     out = tmp_path_factory.mktemp("online") / "model"
     cfg = TrainConfig(dataset=DatasetName.sim, out=out, device="cpu", epochs=1,
                       batch_size=512, two_tower=False)  # fmt: skip

@@ -235,10 +235,13 @@ class ServingState:
 
         Why videos' counters are held too (unless `live_item_counters`): counted from the
         feed's own exposures, a video's rates rise with the targeting that chose its viewers,
-        so the videos the model already favours look better still (a feedback loop; in the
-        simulated world it cost 35 s of watch per session). The online trainer's learned bias
-        rows carry the live signal instead: their gradient is label minus prediction, which
-        already accounts for who was shown the video.
+        so the videos the model already favours look better still (a feedback loop). The
+        online trainer's learned bias rows carry the live signal instead: their gradient is
+        label minus prediction, which already accounts for who was shown the video.
+        Measured: in the simulated world, with a model one day older than the live window,
+        live counters cost 35 +- 16 s of watch per session; served from the model's cut-off
+        they made no difference (+2 +- 12 s); in the KuaiRand replay they moved the online
+        model's AUC by .0003 at most.
         """
         user_n, user_pos = _held(after.user_ids, after.user_n, after.user_pos,
                                  self.user_ids, self.user_n, self.user_pos)  # fmt: skip

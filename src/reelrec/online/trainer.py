@@ -81,10 +81,8 @@ class OnlineLearning:
         task_weights: online loss weight per task (others: the model's, default 1); see
             `RARE_TASK_WEIGHTS`.
         live_item_counters: let the videos' event counters (impressions and label rates)
-            follow the stream; held at the model's cut-off by default, like the users'
-            (see `ServingState.advance`: counted from the feed's own exposures they feed
-            back into what it shows; in the simulated world live counters cost 35 s of watch
-            per session, and in the KuaiRand replay holding them raised every AUC gain).
+            follow the stream; held at the model's cut-off by default, like the users' (see
+            `ServingState.advance` for why and what it measured).
     """
 
     tables: tuple[str, ...] = ("wide_item", "tag")
