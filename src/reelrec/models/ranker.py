@@ -156,7 +156,7 @@ class RankerConfig:
     bottom_dim: int = 256  # shared bottom after the cross network, input of the experts
     n_experts: int = 4
     expert_dims: list[int] = field(default_factory=lambda: [64])
-    tower_dim: int = 32
+    tower_dim: int = 128  # per-task tower; 32 -> 128: is_like GAUC +.0045 on KuaiRand (10 seeds)
     dropout: float = 0.0
     # Loss weight per binary task; rare labels need no up-weighting with BCE.
     task_weights: dict[str, float] = field(default_factory=dict)
