@@ -68,8 +68,9 @@ class OnlineLearning:
     that same user's later predictions: their id rows, their profile-field rows (some fields
     nearly identify a user), the authors they keep watching, and the shared dense layers.
     Learning those makes the model chase each user's last few reactions, and a user's
-    reaction rate regresses to their mean. Measured in a KuaiRand replay, learning everything raised AUC
-    by .003-.018 but lowered GAUC, the ranking within each user's feed, by .01-.03.
+    reaction rate regresses to their mean. Measured in a KuaiRand replay, learning everything
+    raised AUC by .003-.018 but lowered GAUC, the ranking within each user's feed, by
+    .01-.03.
     `dense_lr > 0` turns dense learning on.
 
     Args:
