@@ -176,3 +176,28 @@ def test_fallback_fills_a_page_the_retrievers_cannot(feed_model: Any) -> None:
     assert result.counts["retrieved"] > 3 * len(feed_model.retrievers)
     assert freshest not in result.item_ids  # the fallback is filtered too
     assert cat.visible[cat.positions(result.item_ids)].all()
+
+
+def test_trend_boost_follows_the_models_trending_retriever(feed_model: Any) -> None:
+    """The boost reads the trending retriever's counts: at weight 0 a page gets the
+    freshness boost alone; at 0.5 its items get more, where the retriever has counts."""
+    from reelrec.models.retrieval.popular import TrendingRetriever
+    from reelrec.serve.pipeline import FeedPipeline, PipelineConfig, RerankConfig
+    from reelrec.serve.state import UserSnapshot
+
+    trending = next(r for r in feed_model.retrievers if isinstance(r, TrendingRetriever))
+    empty = np.empty(0, np.int64)
+    snap = UserSnapshot(True, empty, empty, empty)
+    now = trending.ref_ms_ + 3_600_000  # an hour after the counts (months later: all ~0)
+
+    def page(weight: float) -> Any:
+        cfg = PipelineConfig(rerank=RerankConfig(trend_weight=weight))
+        return FeedPipeline(feed_model, cfg).recommend(UNKNOWN_USER, 20, snap, now)
+
+    off, on = page(0.0), page(0.5)
+    assert trending.scores_at(now)[on.positions].max() > 0
+    # at weight 0.5 each item's boost exceeds its freshness boost by 0.5 * span * trend share
+    only_fresh = {i: b for i, b in zip(off.item_ids.tolist(), off.boosts.tolist(), strict=True)}
+    extra = [b - only_fresh[i] for i, b in zip(on.item_ids.tolist(), on.boosts.tolist(), strict=True)
+             if i in only_fresh]  # fmt: skip
+    assert extra and all(e >= -1e-6 for e in extra) and max(extra) > 0

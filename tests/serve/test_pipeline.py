@@ -19,6 +19,7 @@ from reelrec.serve.pipeline import (
     freshness_boost,
     merge_candidates,
     rerank,
+    trend_boost,
 )
 from reelrec.serve.state import UserSnapshot
 
@@ -101,6 +102,18 @@ def test_freshness_boost_off() -> None:
     boost = freshness_boost(
         np.array([1.0, 2.0]), np.array([5, 5]), 10, RerankConfig(freshness_weight=0)
     )
+    assert boost.tolist() == [0.0, 0.0]
+
+
+def test_trend_boost_is_proportional_to_the_trend() -> None:
+    scores = np.array([0.0, 1.0, 2.0], np.float32)  # range 2
+    boost = trend_boost(scores, np.array([0.0, 5.0, 10.0]), RerankConfig(trend_weight=0.2))
+    assert boost.tolist() == pytest.approx([0.0, 0.2, 0.4])
+
+
+@pytest.mark.parametrize(("weight", "trend"), [(0.0, [3.0, 1.0]), (0.2, [0.0, 0.0])])
+def test_trend_boost_off(weight: float, trend: list[float]) -> None:
+    boost = trend_boost(np.array([1.0, 2.0]), np.array(trend), RerankConfig(trend_weight=weight))
     assert boost.tolist() == [0.0, 0.0]
 
 

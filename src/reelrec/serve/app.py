@@ -118,6 +118,7 @@ def build_runtime(settings: Settings) -> Runtime:
             max_topic_share=settings.max_topic_share,
             freshness_weight=settings.freshness_weight,
             freshness_half_life_h=settings.freshness_half_life_h,
+            trend_weight=settings.trend_weight,
         ),
     )
     holder = ModelHolder(

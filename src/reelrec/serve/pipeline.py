@@ -10,8 +10,9 @@ Shapes: R = retrievers, K = candidates, n = items returned.
    If fewer than n survive, the catalog's freshest visible items are added as a last resort
    (retriever name `fallback`) and filtered the same way.
 3. **Rank.** The first `candidates` survivors are scored by `model.rank` in one batch.
-4. **Re-rank** (`rerank`): a freshness boost, then a greedy pass with an author cap and a
-   topic cap (see its docstring).
+4. **Re-rank** (`rerank`): a freshness boost and a trend boost (what is popular now, from
+   the trending retriever), then a greedy pass with an author cap and a topic cap (see its
+   docstring).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reelrec.models.api import FeedModel, ItemCatalog, RankOutput, UserContext
+from reelrec.models.retrieval.popular import TrendingRetriever
 from reelrec.serve.state import UserSnapshot
 
 FALLBACK = "fallback"
@@ -37,6 +39,10 @@ class RerankConfig:
     max_topic_share: float = 0.34
     freshness_weight: float = 0.1
     freshness_half_life_h: float = 24.0
+    # What is popular now, from the trending retriever's decayed counts (see trend_boost).
+    # Simulated world, frozen model, paired over the same sessions: 0.2 added +23 / +37 / +21
+    # s of watch per session at 1,000 / 2,000 / 3,000 sessions; 0.1 and 0.4 gave +3 and +6.
+    trend_weight: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,15 @@ def freshness_boost(
     return boost.astype(np.float32)
 
 
+def trend_boost(scores: np.ndarray, trend: np.ndarray, cfg: RerankConfig) -> np.ndarray:
+    """Additive boost (K,) for what is popular now: trend_weight * (max(score) - min(score))
+    * trend / max(trend), with `trend` the trending retriever's decayed recent counts."""
+    if scores.size == 0 or cfg.trend_weight == 0 or not trend.size or trend.max() <= 0:
+        return np.zeros(scores.size, np.float32)
+    span = float(scores.max() - scores.min())
+    return (cfg.trend_weight * span * trend / trend.max()).astype(np.float32)
+
+
 def rerank(
     adjusted: np.ndarray, author: np.ndarray, topic: np.ndarray, n: int, cfg: RerankConfig
 ) -> np.ndarray:
@@ -189,6 +204,10 @@ class FeedPipeline:
         fresh = visible[np.argsort(-catalog.upload_ms[visible], kind="stable")]
         self._fallback_ids = catalog.item_id[fresh]
 
+    def _trending(self) -> TrendingRetriever | None:
+        # looked up per request: an online trainer updates the model's retriever in place
+        return next((r for r in self.model.retrievers if isinstance(r, TrendingRetriever)), None)
+
     @property
     def version(self) -> int:
         return int(self.model.version)
@@ -241,6 +260,9 @@ class FeedPipeline:
         t3 = time.perf_counter()
 
         boost = freshness_boost(scores, catalog.upload_ms[pos], now_ms, self.rerank_cfg)
+        trending = self._trending()
+        if trending is not None and self.rerank_cfg.trend_weight:
+            boost += trend_boost(scores, trending.scores_at(now_ms)[pos], self.rerank_cfg)
         topic = catalog.first_tag(pos) if pos.size else np.empty(0, np.int64)
         chosen = rerank(scores + boost, catalog.author_id[pos], topic, n, self.rerank_cfg)
         t4 = time.perf_counter()

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     max_topic_share: float = Field(default=0.34, gt=0, le=1)
     freshness_weight: float = Field(default=0.1, ge=0)
     freshness_half_life_h: float = Field(default=24.0, gt=0)
+    trend_weight: float = Field(default=0.2, ge=0)
 
     # Limits.
     max_body_bytes: int = Field(default=1 << 20, ge=1024)

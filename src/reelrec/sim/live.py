@@ -85,7 +85,10 @@ class LiveResult:
 
         Runs on the same world and schedule face the same users in the same moods (common
         random numbers), so the per-session differences cancel most of the between-session
-        spread that each policy's own standard error carries.
+        spread that each policy's own standard error carries. The error is over sessions
+        within this one run: policies with shared state (trending counts, an online model)
+        follow one of many trajectories, and a rerun that changes any float (a thread count)
+        can move the difference by more than this error. Compare over several schedules.
         """
         same = np.array_equal(self.session_user_id, other.session_user_id) and np.array_equal(
             self.session_start_ms, other.session_start_ms
