@@ -30,7 +30,7 @@ from reelrec.device import autocast
 from reelrec.errors import ConfigError, IntegrityError
 from reelrec.features.history import ServingState
 from reelrec.models.bundle import FeedBundle
-from reelrec.models.retrieval import TrendingRetriever
+from reelrec.models.retrieval import TrendingRetriever, find_trending
 from reelrec.online.metrics import ProgressiveMetrics
 from reelrec.serve.eventlog import LogBatch
 from reelrec.train.loop import dense_parameters
@@ -199,7 +199,7 @@ class OnlineTrainer:
     def trending(self) -> TrendingRetriever | None:
         """The bundle's trending retriever, looked up each time: whoever swaps the bundle's
         retrievers (a catalog refresh) must not leave the trainer updating a stale one."""
-        return next((r for r in self.bundle.retrievers if isinstance(r, TrendingRetriever)), None)
+        return find_trending(self.bundle.retrievers)
 
     def learn(self, batch: LogBatch) -> np.ndarray:
         """Predict, record, learn one batch (events in offset order). Returns the

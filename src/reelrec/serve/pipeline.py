@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reelrec.models.api import FeedModel, ItemCatalog, RankOutput, UserContext
-from reelrec.models.retrieval.popular import TrendingRetriever
+from reelrec.models.retrieval import find_trending
 from reelrec.serve.state import UserSnapshot
 
 FALLBACK = "fallback"
@@ -204,10 +204,6 @@ class FeedPipeline:
         fresh = visible[np.argsort(-catalog.upload_ms[visible], kind="stable")]
         self._fallback_ids = catalog.item_id[fresh]
 
-    def _trending(self) -> TrendingRetriever | None:
-        # looked up per request: an online trainer updates the model's retriever in place
-        return next((r for r in self.model.retrievers if isinstance(r, TrendingRetriever)), None)
-
     @property
     def version(self) -> int:
         return int(self.model.version)
@@ -260,8 +256,9 @@ class FeedPipeline:
         t3 = time.perf_counter()
 
         boost = freshness_boost(scores, catalog.upload_ms[pos], now_ms, self.rerank_cfg)
-        trending = self._trending()
-        if trending is not None and self.rerank_cfg.trend_weight:
+        # looked up per request: an online trainer updates the model's retriever in place
+        trending = find_trending(self.model.retrievers) if self.rerank_cfg.trend_weight else None
+        if trending is not None:
             boost += trend_boost(scores, trending.scores_at(now_ms)[pos], self.rerank_cfg)
         topic = catalog.first_tag(pos) if pos.size else np.empty(0, np.int64)
         chosen = rerank(scores + boost, catalog.author_id[pos], topic, n, self.rerank_cfg)

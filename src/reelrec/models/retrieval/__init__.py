@@ -8,7 +8,7 @@ Every retriever satisfies `reelrec.models.api.Retriever` and, scikit-learn style
 from reelrec.models.retrieval._base import BaseRetriever, top_k
 from reelrec.models.retrieval.blend import DEFAULT_WEIGHTS, BlendRetriever, blend
 from reelrec.models.retrieval.item2item import ItemToItemRetriever
-from reelrec.models.retrieval.popular import PopularRetriever, TrendingRetriever
+from reelrec.models.retrieval.popular import PopularRetriever, TrendingRetriever, find_trending
 from reelrec.models.retrieval.two_tower import (
     ItemTower,
     TwoTowerRetriever,
@@ -24,6 +24,7 @@ __all__ = [
     "ItemTower",
     "PopularRetriever",
     "TrendingRetriever",
+    "find_trending",
     "TwoTowerRetriever",
     "UserTower",
     "blend",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -182,3 +183,8 @@ class TrendingRetriever(BaseRetriever):
         self.item_ids_ = require(tensors, "item_ids", self.name).astype(np.int64)
         self.scores_ = require(tensors, "scores", self.name).astype(np.float64)
         self.ref_ms_ = int(meta["ref_ms"])
+
+
+def find_trending(retrievers: Iterable[object]) -> TrendingRetriever | None:
+    """The trending retriever among a model's retrievers, if it has one."""
+    return next((r for r in retrievers if isinstance(r, TrendingRetriever)), None)
