@@ -140,6 +140,9 @@ def evaluate(
     end: DateOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write metrics JSON")] = None,
     report: Annotated[Path | None, typer.Option(help="write an HTML report folder")] = None,
+    bootstrap: Annotated[
+        int, typer.Option(help="user-bootstrap replicates for 95% intervals (0: none)")
+    ] = 200,
     device: DeviceOpt = "auto",
 ) -> None:
     """Evaluate a model offline: AUC, GAUC, logloss per label; retrieval Recall/NDCG@K."""
@@ -148,7 +151,7 @@ def evaluate(
 
     cfg = EvalConfig(
         model=model, dataset=dataset, data=data, start=start, end=end,
-        json_out=json_out, report=report, device=device,
+        json_out=json_out, report=report, device=device, bootstrap=bootstrap,
     )  # fmt: skip
     evaluate_command(cfg)
 

@@ -126,7 +126,10 @@ class EvalConfig:
     json_out: Path | None = None
     report: Path | None = None
     device: str = "auto"
+    bootstrap: int = 200  # user-bootstrap replicates for the labels' 95% intervals (0: none)
 
     def __post_init__(self) -> None:
         self.dataset = DatasetName(self.dataset)
         _check_input(self.dataset, self.data, self.start, self.end)
+        if self.bootstrap < 0:
+            raise ConfigError(f"--bootstrap {self.bootstrap}: must be >= 0")

@@ -1,5 +1,6 @@
 """Paired user bootstrap: weighted AUC against scikit-learn, point gains against
-label_metrics, and intervals that separate a real gain from none."""
+label_metrics, and intervals that separate a real gain from none; one model's intervals
+against the spread of fresh draws of users."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from reelrec.eval.compare import _Scored, paired_gain
+from reelrec.eval.compare import _Scored, paired_gain, user_intervals
 from reelrec.eval.metrics import _check_groups, label_metrics
 
 
@@ -60,3 +61,42 @@ def test_bad_arguments_fail_with_names() -> None:
         paired_gain(y, noise, good, u, n_boot=-1)
     with pytest.raises(ValueError, match="p_b"):
         paired_gain(y, noise, good[:50], u)
+
+
+def _clustered_draw(rng: np.random.Generator, users: int = 120, rows: int = 12):  # type: ignore[no-untyped-def]
+    """A fresh evaluation set: users with their own taste (a shared offset on all their
+    rows, which the model half knows), so rows of one user are not independent: resampling
+    rows instead of users gives intervals about half as wide as the real spread."""
+    u = np.repeat(np.arange(users), rows)
+    taste = rng.normal(scale=2.0, size=users)[u]
+    signal = rng.normal(size=u.size)
+    y = (signal + taste + rng.normal(size=u.size) > 0.8).astype(float)
+    guess = 0.8 * taste + rng.normal(size=users)[u]
+    p = 1 / (1 + np.exp(-(0.5 * signal + guess)))
+    return y, p, u
+
+
+def test_user_interval_matches_the_spread_of_fresh_draws_of_users() -> None:
+    rng = np.random.default_rng(0)
+    y, p, u = _clustered_draw(rng)
+    bounds = user_intervals(y, p, u, n_boot=400)
+    point = label_metrics({"y": y}, {"y": p}, u)["y"]
+    for name, value in (("auc", point.auc), ("gauc", point.gauc), ("logloss", point.logloss)):
+        assert bounds[name].low < value < bounds[name].high, name
+    fresh = [label_metrics({"y": yy}, {"y": pp}, uu)["y"] for yy, pp, uu in
+             (_clustered_draw(rng) for _ in range(200))]  # fmt: skip
+    for name in ("auc", "gauc"):
+        low, high = np.percentile([getattr(m, name) for m in fresh], [2.5, 97.5])
+        width = bounds[name].high - bounds[name].low
+        assert 0.7 < width / (high - low) < 1.4, (name, width, high - low)
+
+
+def test_user_interval_without_replicates_is_the_point() -> None:
+    y, p, u = _clustered_draw(np.random.default_rng(0))
+    bounds = user_intervals(y, p, u, n_boot=0)
+    point = label_metrics({"y": y}, {"y": p}, u)["y"]
+    assert bounds["gauc"].low == bounds["gauc"].high == pytest.approx(point.gauc, abs=1e-12)
+    with pytest.raises(ValueError, match="n_boot"):
+        user_intervals(y, p, u, n_boot=-1)
+    with pytest.raises(ValueError, match="p"):
+        user_intervals(y, p[:10], u)

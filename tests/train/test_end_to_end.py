@@ -90,11 +90,21 @@ def test_train_then_evaluate_writes_metrics(trained: tuple[Path, Path], tmp_path
         m = metrics["labels"][label]
         assert set(m) >= {"auc", "gauc", "logloss", "n"}
         assert m["n"] > 100 and 0 <= m["auc"] <= 1 and m["logloss"] > 0
+        for metric in ("auc", "gauc", "logloss"):  # 95% user-bootstrap interval (default 200)
+            low, high = m["interval95"][metric]
+            assert low <= m[metric] <= high and low < high, (label, metric)
     # long_view carries a learnable user x item signal: the model must beat chance
     assert metrics["labels"]["long_view"]["auc"] > 0.6
     r = metrics["retrieval"]
     assert set(r) >= {"recall@20", "recall@50", "ndcg@20", "ndcg@50", "hit@50", "users"}
-    assert (tmp_path / "rep" / "report.html").is_file()
+    assert "GAUC 95%" in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_evaluate_refuses_a_negative_bootstrap(trained: tuple[Path, Path]) -> None:
+    data, model = trained
+    res = runner.invoke(app, ["evaluate", "--model", str(model), "--dataset", "kuairand", "--data", str(data),
+                              "--start", "20220429", "--bootstrap", "-1"])  # fmt: skip
+    assert res.exit_code == 2 and "--bootstrap" in res.output
 
 
 def test_model_directory_round_trip(trained: tuple[Path, Path]) -> None:

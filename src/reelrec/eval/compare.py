@@ -1,4 +1,5 @@
-"""Is model B better than model A on the same rows? Gains with a paired user bootstrap.
+"""Is model B better than model A on the same rows? Gains with a paired user bootstrap;
+and how far one model's figures would move on another draw of users (`user_intervals`).
 
 A gain of .001 GAUC means nothing without its noise. Rows of one user are not independent
 (a user's rows share their taste and their session), so the bootstrap resamples *users* with
@@ -44,6 +45,17 @@ class Gain:
 
     def to_json(self) -> dict[str, float]:
         return {"gain": self.gain, "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A metric's 95% user-bootstrap interval."""
+
+    low: float
+    high: float
+
+    def to_json(self) -> list[float]:
+        return [self.low, self.high]
 
 
 class _Scored:
@@ -98,19 +110,51 @@ def paired_gain(
         n_boot: bootstrap replicates (0: no interval, low = high = gain).
         seed: the resampling seed.
     """
+    yy, g = _labels_and_groups(y, users, n_boot)
+    a = _Scored(yy, _check_scores(p_a, yy.shape[0], "p_a"), g)
+    b = _Scored(yy, _check_scores(p_b, yy.shape[0], "p_b"), g)
+    point, reps = _replicates([a, b], g, n_boot, seed)
+    gain, gains = point[1] - point[0], reps[:, 1] - reps[:, 0]
+    low, high = np.nanpercentile(gains, [2.5, 97.5], axis=0) if n_boot else (gain, gain)
+    return {m: Gain(float(gain[j]), float(low[j]), float(high[j])) for j, m in enumerate(METRICS)}
+
+
+def user_intervals(
+    y: ArrayLike, p: ArrayLike, users: ArrayLike, n_boot: int = 200, seed: int = 0
+) -> dict[str, Interval]:
+    """AUC, GAUC and logloss of one model: their 95% user-bootstrap intervals.
+
+    This is the noise of the evaluation set itself, which no retraining removes: a figure
+    compared against another run's single figure is only as sharp as this interval.
+    Arguments as in `paired_gain`; with n_boot = 0 each interval is the point value.
+    """
+    yy, g = _labels_and_groups(y, users, n_boot)
+    scored = _Scored(yy, _check_scores(p, yy.shape[0], "p"), g)
+    point, reps = _replicates([scored], g, n_boot, seed)
+    low, high = np.nanpercentile(reps[:, 0], [2.5, 97.5], axis=0) if n_boot else (point[0],) * 2
+    return {m: Interval(float(low[j]), float(high[j])) for j, m in enumerate(METRICS)}
+
+
+def _labels_and_groups(
+    y: ArrayLike, users: ArrayLike, n_boot: int
+) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     if n_boot < 0:
         raise ValueError(f"n_boot={n_boot}: must be >= 0")
     yy = _check_labels(y)
-    g = _check_groups(users, yy.shape[0])
-    a = _Scored(yy, _check_scores(p_a, yy.shape[0], "p_a"), g)
-    b = _Scored(yy, _check_scores(p_b, yy.shape[0], "p_b"), g)
-    n_users = a.rows.size
+    return yy, _check_groups(users, yy.shape[0])
+
+
+def _replicates(
+    models: list[_Scored], g: NDArray[np.intp], n_boot: int, seed: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The models' metrics on the rows as given, (M, 3), and on `n_boot` resamples of users
+    with replacement, every model on the same resample, (n_boot, M, 3)."""
+    n_users = models[0].rows.size
     ones = np.ones(n_users)
-    point = b.metrics(ones, g) - a.metrics(ones, g)
+    point = np.stack([m.metrics(ones, g) for m in models])
     rng = np.random.default_rng(seed)
-    gains = np.empty((n_boot, len(METRICS)))
+    reps = np.empty((n_boot, len(models), len(METRICS)))
     for i in range(n_boot):
         counts = np.bincount(rng.integers(0, n_users, n_users), minlength=n_users).astype(float)
-        gains[i] = b.metrics(counts, g) - a.metrics(counts, g)
-    low, high = np.nanpercentile(gains, [2.5, 97.5], axis=0) if n_boot else (point, point)
-    return {m: Gain(float(point[j]), float(low[j]), float(high[j])) for j, m in enumerate(METRICS)}
+        reps[i] = [m.metrics(counts, g) for m in models]
+    return point, reps

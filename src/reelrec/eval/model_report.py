@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reelrec.eval.compare import Interval
 from reelrec.eval.evaluate import KS, EvalResult, activity_auc
 from reelrec.eval.report import (
     Cell,
@@ -23,7 +24,15 @@ def write_eval_report(result: EvalResult, bundle: FeedBundle, out: Path) -> Path
     rows: list[list[Cell]] = [
         [n, m.auc, m.gauc, m.logloss, m.n, m.positives] for n, m in result.labels.items()
     ]
-    report.add_table("Ranking", ["label", "AUC", "GAUC", "logloss", "rows", "positives"], rows)
+    columns = ["label", "AUC", "GAUC", "logloss", "rows", "positives"]
+    if result.intervals:  # the evaluation set's own noise, next to the figures
+        columns += ["AUC 95%", "GAUC 95%"]
+        for row, name in zip(rows, result.labels, strict=True):
+            row += [
+                _interval(result.intervals[name]["auc"]),
+                _interval(result.intervals[name]["gauc"]),
+            ]
+    report.add_table("Ranking", columns, rows)
     if result.retrieval:
         rrows: list[list[Cell]] = [
             [n, r.recall[20], r.recall[50], r.ndcg[20], r.ndcg[50], r.hit[50], r.users]
@@ -50,3 +59,7 @@ def write_eval_report(result: EvalResult, bundle: FeedBundle, out: Path) -> Path
     if curves_hist:
         report.add_plot("Training", plot_training_curves(curves_hist))
     return report.write(out)
+
+
+def _interval(bounds: Interval) -> str:
+    return f"{bounds.low:.4f} to {bounds.high:.4f}"
