@@ -180,7 +180,7 @@ class OnlineTrainer:
         for p in dense:
             p.requires_grad_(self.learning.dense_lr > 0)  # held layers: no weight gradients
         self.optimizer = (
-            torch.optim.Adam(dense, lr=self.learning.dense_lr)
+            torch.optim.Adam(dense, lr=self.learning.dense_lr, foreach=True)
             if self.learning.dense_lr > 0
             else None
         )

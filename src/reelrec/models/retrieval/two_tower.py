@@ -395,7 +395,7 @@ class TwoTowerRetriever(BaseRetriever):
     ) -> None:
         rng = np.random.default_rng(self.seed)
         dense = list(self.user_tower_.parameters()) + list(self.item_tower_.parameters())
-        opt = torch.optim.Adam(dense, lr=self.lr)
+        opt = torch.optim.Adam(dense, lr=self.lr, foreach=True)  # see train/loop.py
         self.embeddings_.train()
         self.user_tower_.train()
         self.item_tower_.train()
