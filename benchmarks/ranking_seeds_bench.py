@@ -1,13 +1,14 @@
 """The KuaiRand ranking figures of issue 4 over several seeds, against the best peers.
 
-Each seed runs the real commands, `reelrec train` (the configuration below) then
-`reelrec evaluate --json`, and the table shows each label's AUC and GAUC as mean, standard
-deviation, lowest and highest over the seeds, how many seeds beat the best peer, and half
-the 95% user-bootstrap interval of one evaluation (the test set's own noise, which no
-retraining removes). Two runs at a time share the cores. Usage:
+Each seed runs the real commands, `reelrec train` (the recipe below, with `--batch-order
+day` unless told otherwise) then `reelrec evaluate --json`, and the table shows each
+label's AUC and GAUC as mean, standard deviation and lowest value over the seeds (the JSON
+also has the highest), how many seeds beat the best peer, and half the 95% user-bootstrap
+interval of one evaluation (the test set's own noise, which no retraining removes). Two
+runs at a time share the cores. Usage:
 
     python benchmarks/ranking_seeds_bench.py --data ../shared/datasets/kuairand-pure \
-        --seeds 0,1,2,3 [--json out.json]
+        --seeds 0,1,2,3 [--batch-order shuffle] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,7 +49,19 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, threads: int) -> d
     model, out = work / f"seed{seed}", work / f"seed{seed}.json"
     common = ["--dataset", "kuairand", "--data", str(args.data)]
     steps = [
-        ["train", *common, "--end", args.end, "--out", str(model), "--seed", str(seed), *RECIPE],
+        [
+            "train",
+            *common,
+            "--end",
+            args.end,
+            "--out",
+            str(model),
+            "--seed",
+            str(seed),
+            *RECIPE,
+            "--batch-order",
+            args.batch_order,
+        ],  # fmt: skip
         ["evaluate", *common, "--model", str(model), "--start", args.start, "--json", str(out)],
     ]
     for step in steps:
@@ -86,6 +99,7 @@ def main() -> None:
     ap.add_argument("--start", default="20220502", help="first evaluated day")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time")
     ap.add_argument("--keep", type=Path, help="keep the models and JSON here (default: temp)")
+    ap.add_argument("--batch-order", default="day", help="shuffle or day (the recipe: day)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -101,7 +115,7 @@ def main() -> None:
                 runs[s] = future.result()
                 progress.advance(task)
     summary = summarise(runs)
-    table = Table(title=f"KuaiRand ranking over seeds {args.seeds} (train to {args.end})")
+    table = Table(title=f"KuaiRand ranking, seeds {args.seeds}, --batch-order {args.batch_order}")
     # "above": seeds that beat the best peer; "test ±": half the 95% user-bootstrap interval
     for col in ("label", "metric", "mean", "sd", "lowest", "peer", "above", "test ±"):
         table.add_column(col, justify="left" if col in ("label", "metric") else "right")

@@ -24,7 +24,7 @@ from reelrec.data.dataset import DatasetName
 from reelrec.features import FeatureBuilder
 from reelrec.models.bundle import make_ranker, ranker_tables
 from reelrec.models.ranker import RankerConfig
-from reelrec.train.loop import LoopConfig, fit
+from reelrec.train.loop import BatchOrder, LoopConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,10 +38,10 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
     frame, _ = fb.fit_transform(data.events, data.items, data.users, data.labels)
     c = fb.config_
     # the ranker of the KuaiRand figures: `reelrec train --pairwise-weights
-    # long_view=0.2,is_click=0.3 --user-chunk 2`
+    # long_view=0.2,is_click=0.3 --user-chunk 2 --batch-order day`
     defaults = TrainConfig(
         dataset=DatasetName.kuairand, out=Path("unused"), data=data_dir, user_chunk=2,
-        pairwise_weights={"long_view": 0.2, "is_click": 0.3},
+        pairwise_weights={"long_view": 0.2, "is_click": 0.3}, batch_order="day",
     )  # fmt: skip
     cfg = RankerConfig(
         tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names), n_dense=c.n_dense,
@@ -53,9 +53,13 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
         model,
         frame,
         None,
-        LoopConfig(
-            epochs=1, batch_size=batch_size, show_progress=False, user_chunk=defaults.user_chunk
-        ),  # batches and loss as `reelrec train` has them
+        LoopConfig(  # batches and loss as `reelrec train` has them
+            epochs=1,
+            batch_size=batch_size,
+            show_progress=False,
+            user_chunk=defaults.user_chunk,
+            batch_order=BatchOrder(defaults.batch_order),
+        ),
         torch.device("cpu"),
     )
     total = time.perf_counter() - t0

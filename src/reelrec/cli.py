@@ -103,6 +103,9 @@ def train(
     user_chunk: Annotated[
         int, typer.Option(help="consecutive events of one user per shuffled run of rows")
     ] = 1,
+    batch_order: Annotated[
+        str, typer.Option(help="shuffle: the whole window; day: days in time order, each shuffled")
+    ] = "shuffle",
     seed: int = 0,
 ) -> None:
     """Train the ranker and retrievers on a dataset; write a model directory."""
@@ -112,7 +115,7 @@ def train(
     cfg = TrainConfig(
         dataset=dataset, data=data, start=start, end=end, out=out, device=device,
         epochs=epochs, batch_size=batch_size, seed=seed, wide_warmup_epochs=wide_warmup_epochs,
-        user_chunk=user_chunk,
+        user_chunk=user_chunk, batch_order=batch_order,
         pairwise_weights=parse_task_weights(pairwise_weights, "--pairwise-weights", PAIRWISE_WEIGHTS),
     )  # fmt: skip
     train_command(cfg)

@@ -108,3 +108,23 @@ def test_user_chunk_order_keeps_runs_of_one_users_consecutive_events() -> None:
             if k % 3:  # inside a chunk: right after the user's previous event
                 assert place[rows[k]] == place[rows[k - 1]] + 1
     assert not np.array_equal(order, np.argsort(users, kind="stable"))  # chunks are shuffled
+
+
+@pytest.mark.parametrize("user_chunk", [1, 2])
+def test_day_order_batches_come_day_by_day_each_day_shuffled(user_chunk: int) -> None:
+    data = make_interactions(seed=4)
+    frame = _frame(data.events, data)
+    batches = list(frame.batches(7, shuffle=True, seed=1, user_chunk=user_chunk, by_day=True))
+    ts = np.concatenate([b.request_ids.numpy() for b in batches])  # the rows' timestamps
+    assert sorted(ts.tolist()) == sorted(frame.timestamp_ms.tolist())  # every row once
+    day = ts // 86_400_000
+    assert day.min() < day.max() and np.all(np.diff(day) >= 0)  # days in time order
+    first_day = ts[day == day[0]]
+    assert not np.all(np.diff(first_day) >= 0)  # within a day: shuffled, not in time order
+    plain = np.concatenate(
+        [
+            b.request_ids.numpy()
+            for b in frame.batches(7, shuffle=True, seed=1, user_chunk=user_chunk)
+        ]
+    )
+    assert np.any(np.diff(plain // 86_400_000) < 0)  # without by_day, days are mixed

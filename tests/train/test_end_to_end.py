@@ -158,6 +158,7 @@ def test_bad_date_option_exits_2(tmp_path: Path) -> None:
         ("--pairwise-weights", "long_view", "TASK=WEIGHT"),
         ("--user-chunk", "0", "user_chunk"),
         ("--pairwise-weights", "long_view=0.2", "--user-chunk 2"),  # no pairs without chunks
+        ("--batch-order", "time", "--batch-order"),
     ],
 )
 def test_bad_training_option_exits_2(tmp_path: Path, option: str, value: str, message: str) -> None:

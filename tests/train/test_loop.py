@@ -1,10 +1,11 @@
-"""The training loop's wide warm-up: only the per-id bias rows learn, and they fit."""
+"""The training loop: the wide warm-up (only the per-id bias rows learn, and they fit) and
+the day-by-day batch order."""
 
 from __future__ import annotations
 
 import torch
 
-from reelrec.train.loop import LoopConfig, dense_parameters, fit
+from reelrec.train.loop import BatchOrder, LoopConfig, dense_parameters, fit
 from tests.models.test_ranker import _setup
 
 WIDE = ("wide_user", "wide_item", "wide_author", "wide_fields")
@@ -43,3 +44,21 @@ def test_forward_wide_is_the_wide_part_of_forward() -> None:
     with torch.no_grad():
         wide = model.forward_wide(batch).logits
         assert torch.equal(wide, model.wide(batch)[:, : len(cfg.tasks)])
+
+
+def _trained(order: BatchOrder) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model, frame, _ = _setup(n_events=1500)
+    cfg = LoopConfig(epochs=1, batch_size=128, show_progress=False, batch_order=order)
+    fit(model, frame, None, cfg, torch.device("cpu"))
+    return _weights(model)
+
+
+def test_day_batch_order_reaches_the_training_steps() -> None:
+    day, again, shuffled = (
+        _trained(BatchOrder.DAY),
+        _trained(BatchOrder.DAY),
+        _trained(BatchOrder.SHUFFLE),
+    )
+    assert all(torch.equal(day[k], again[k]) for k in day)  # deterministic
+    assert any(not torch.equal(day[k], shuffled[k]) for k in day if k.startswith("dense."))

@@ -114,9 +114,11 @@ class FeatureFrame:
             request_ids=torch.from_numpy(np.ascontiguousarray(part.timestamp_ms)),
         )
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, user_chunk: int = 1):  # type: ignore[no-untyped-def]
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, user_chunk: int = 1,
+                by_day: bool = False):  # type: ignore[no-untyped-def]  # fmt: skip
         """Batches of rows in order, or shuffled: row by row, or with `user_chunk` > 1 in runs
-        of up to that many consecutive events of one user (see `user_chunk_order`)."""
+        of up to that many consecutive events of one user (see `user_chunk_order`); with
+        `by_day`, the shuffled rows come one UTC day after another, in time order."""
         order = None
         if shuffle:
             rng = np.random.default_rng(seed)
@@ -125,6 +127,8 @@ class FeatureFrame:
                 if user_chunk > 1
                 else rng.permutation(len(self))
             )
+            if by_day:
+                order = order[np.argsort(self.timestamp_ms[order] // MS_PER_DAY, kind="stable")]
         for lo in range(0, len(self), batch_size):
             idx = order[lo : lo + batch_size] if order is not None else slice(lo, lo + batch_size)
             yield self.batch(idx)

@@ -6,6 +6,7 @@ EmbeddingCollection; only the dense layers go through `torch.optim.Adam`.
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,19 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from reelrec.device import autocast, synchronize
 from reelrec.features import FeatureFrame
 from reelrec.models.ranker import Ranker
+
+
+class BatchOrder(enum.StrEnum):
+    """How an epoch orders the training rows."""
+
+    SHUFFLE = "shuffle"  # the whole window shuffled
+    # One day after another in time order, shuffled within each day, so the model ends on
+    # the latest day, as a model trained on the stream would. On KuaiRand, paired against
+    # SHUFFLE: long_view / is_click AUC +.0012 / +.0019 (20 seeds of the training code and
+    # 8 of `reelrec train` agree), is_like AUC -.0022 / -.0055; is_like GAUC -.0003 +- .0019
+    # and +.0060 +- .0034, i.e. noise. The KuaiRand recipe uses it; the default stays
+    # SHUFFLE, which the simulated world's figures were measured with.
+    DAY = "day"
 
 
 @dataclass
@@ -34,6 +48,7 @@ class LoopConfig:
     # Shuffle runs of this many consecutive events of one user instead of single rows, so
     # that batches hold same-user pairs for `RankerConfig.pairwise_weight`.
     user_chunk: int = 1
+    batch_order: BatchOrder = BatchOrder.SHUFFLE
 
 
 @dataclass
@@ -84,7 +99,8 @@ def fit(
         for epoch in range(cfg.epochs):
             model.train()
             t0 = time.perf_counter()
-            batches = train.batches(cfg.batch_size, True, cfg.seed + epoch, cfg.user_chunk)
+            batches = train.batches(cfg.batch_size, True, cfg.seed + epoch, cfg.user_chunk,
+                                    cfg.batch_order == BatchOrder.DAY)  # fmt: skip
             for step, batch in enumerate(batches):
                 batch = batch.to(device, non_blocking=True)
                 with autocast(device):
@@ -124,7 +140,9 @@ def _wide_warmup_epoch(model: Ranker, train: FeatureFrame, cfg: LoopConfig, epoc
     model.train()
     seed = cfg.seed + 1000 + epoch  # not the main epochs' shuffles
     loss = float("nan")
-    for batch in train.batches(cfg.batch_size, True, seed):
+    for batch in train.batches(
+        cfg.batch_size, True, seed, by_day=cfg.batch_order == BatchOrder.DAY
+    ):
         out = model.forward_wide(batch.to(device, non_blocking=True))
         assert out.loss is not None
         out.loss.backward()
