@@ -163,3 +163,38 @@ def test_pairwise_weights_add_the_within_user_terms_to_the_loss() -> None:
     )
     assert both.loss is not None and plain.loss is not None
     assert both.loss.item() == pytest.approx(plain.loss.item() + extra, rel=1e-5)
+
+
+def test_ranker_trains_and_scores_under_bf16_autocast() -> None:
+    """Accelerators run the ranker under bf16 autocast (device.autocast_dtype). The CPU can
+    too, so a dtype mismatch shows up here instead of first on a GPU or NPU."""
+    torch.manual_seed(0)
+    model, frame, _ = _setup()
+    batch = frame.batch(slice(0, 256))
+    model(batch).loss.backward()  # admit the batch's ids first: then both passes see them
+    model.eval()
+    with torch.no_grad():
+        full = model(batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(batch).logits
+    assert torch.allclose(half.float(), full, atol=0.1)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    assert out.loss is not None and bool(torch.isfinite(out.loss))
+    out.loss.backward()  # dense grads and the fused embedding-row updates
+    assert all(p.grad is not None for p in model.attention.parameters())
+
+
+def test_target_attention_paths_agree_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    att = TargetAttention(12)
+    query, keys = torch.randn(7, 12), torch.randn(5, 12)
+    row = torch.arange(7).repeat_interleave(5)
+    with torch.no_grad():
+        ref = att(query, keys.repeat(7, 1), row)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            jagged = att(query, keys.repeat(7, 1), row)
+            shared = att.shared(query, keys)
+    assert torch.allclose(jagged.float(), ref, atol=0.05)
+    assert torch.allclose(shared.float(), ref, atol=0.05)

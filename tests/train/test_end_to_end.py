@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from reelrec.cli import app
@@ -226,3 +227,28 @@ def test_replay_bad_bootstrap_exits_2(trained: tuple[Path, Path]) -> None:
     res = runner.invoke(app, ["replay", "--dataset", "kuairand", "--data", str(data), "--model", str(model),
                               "--bootstrap", "-1"])  # fmt: skip
     assert res.exit_code == 2 and "bootstrap" in res.output
+
+
+def test_train_evaluate_replay_under_bf16_autocast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accelerator path, on the CPU: accelerators run under bf16 autocast (see
+    device.autocast_dtype), so forcing it here runs their dtypes through every command."""
+    import reelrec.device
+
+    monkeypatch.setattr(reelrec.device, "autocast_dtype", lambda device: torch.bfloat16)
+    data = write_kuairand(tmp_path / "kr")
+    model = tmp_path / "m"
+    steps = [
+        ["train", "--dataset", "kuairand", "--data", str(data), "--end", "20220428", "--out", str(model),
+         "--epochs", "1", "--batch-size", "256"],
+        ["evaluate", "--model", str(model), "--dataset", "kuairand", "--data", str(data), "--start", "20220429",
+         "--json", str(tmp_path / "r.json")],
+        ["replay", "--dataset", "kuairand", "--data", str(data), "--start", "20220429", "--model", str(model),
+         "--bootstrap", "0"],
+    ]  # fmt: skip
+    for args in steps:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args[0], res.output, res.exception)
+    metrics = json.loads((tmp_path / "r.json").read_text())["labels"]
+    assert metrics["long_view"]["auc"] > 0.6  # bf16 still learns the planted signal

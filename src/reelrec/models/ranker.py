@@ -70,7 +70,9 @@ class TargetAttention(nn.Module):
         h = torch.relu(
             self.q_proj(query).index_select(0, row) + self.k_proj(keys) + self.qk_proj(q * keys)
         )
-        logits = self.out(h).squeeze(-1)  # (N,)
+        # float: under autocast the logits come out bf16, and index_add does not mix dtypes
+        # (the softmax's sums are better in float anyway)
+        logits = self.out(h).squeeze(-1).float()  # (N,)
         # softmax within each row: a shift by the global max is exact and keeps exp() finite
         weights = torch.exp(logits - logits.max().detach()) if logits.numel() else logits
         denom = query.new_zeros(query.shape[0]).index_add(0, row, weights)  # (B,)
