@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from reelrec.config import BatchOrder
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = ["--pairwise-weights", "long_view=0.2,is_click=0.3", "--user-chunk", "2"]
 # Issue 4's best peer per label (FuxiCTR 2.3.10 runs on the same split, one seed): AUC, GAUC.
@@ -48,20 +50,9 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, threads: int) -> d
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     model, out = work / f"seed{seed}", work / f"seed{seed}.json"
     common = ["--dataset", "kuairand", "--data", str(args.data)]
+    train = ["--end", args.end, "--out", str(model), "--seed", str(seed), *RECIPE]
     steps = [
-        [
-            "train",
-            *common,
-            "--end",
-            args.end,
-            "--out",
-            str(model),
-            "--seed",
-            str(seed),
-            *RECIPE,
-            "--batch-order",
-            args.batch_order,
-        ],  # fmt: skip
+        ["train", *common, *train, "--batch-order", args.batch_order],
         ["evaluate", *common, "--model", str(model), "--start", args.start, "--json", str(out)],
     ]
     for step in steps:
@@ -99,7 +90,7 @@ def main() -> None:
     ap.add_argument("--start", default="20220502", help="first evaluated day")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time")
     ap.add_argument("--keep", type=Path, help="keep the models and JSON here (default: temp)")
-    ap.add_argument("--batch-order", default="day", help="shuffle or day (the recipe: day)")
+    ap.add_argument("--batch-order", default="day", choices=[o.value for o in BatchOrder])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -18,13 +18,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from reelrec.config import TrainConfig
+from reelrec.config import BatchOrder, TrainConfig
 from reelrec.data import load_dataset
 from reelrec.data.dataset import DatasetName
 from reelrec.features import FeatureBuilder
 from reelrec.models.bundle import make_ranker, ranker_tables
 from reelrec.models.ranker import RankerConfig
-from reelrec.train.loop import BatchOrder, LoopConfig, fit
+from reelrec.train.loop import LoopConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
     # long_view=0.2,is_click=0.3 --user-chunk 2 --batch-order day`
     defaults = TrainConfig(
         dataset=DatasetName.kuairand, out=Path("unused"), data=data_dir, user_chunk=2,
-        pairwise_weights={"long_view": 0.2, "is_click": 0.3}, batch_order="day",
+        pairwise_weights={"long_view": 0.2, "is_click": 0.3}, batch_order=BatchOrder.DAY,
     )  # fmt: skip
     cfg = RankerConfig(
         tasks=c.tasks, watch_task=c.watch_task, n_fields=len(c.field_names), n_dense=c.n_dense,
@@ -58,7 +58,7 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
             batch_size=batch_size,
             show_progress=False,
             user_chunk=defaults.user_chunk,
-            batch_order=BatchOrder(defaults.batch_order),
+            batch_order=defaults.batch_order,
         ),
         torch.device("cpu"),
     )

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
+from reelrec.config import BatchOrder
 from reelrec.data.dataset import DatasetName
 from reelrec.errors import ReelrecError
 
@@ -104,8 +105,9 @@ def train(
         int, typer.Option(help="consecutive events of one user per shuffled run of rows")
     ] = 1,
     batch_order: Annotated[
-        str, typer.Option(help="shuffle: the whole window; day: days in time order, each shuffled")
-    ] = "shuffle",
+        BatchOrder,
+        typer.Option(help="shuffle: the whole window; day: days in time order, each shuffled"),
+    ] = BatchOrder.SHUFFLE,
     seed: int = 0,
 ) -> None:
     """Train the ranker and retrievers on a dataset; write a model directory."""

@@ -81,17 +81,34 @@ def test_rank_of_one_candidate_matches(model: Any) -> None:
     )
 
 
-def test_shared_attention_equals_jagged_attention() -> None:
+def _attention_case():  # type: ignore[no-untyped-def]
+    """An attention layer, 7 queries and one history of 5 keys, and that history copied per
+    query as the jagged path takes it (keys, row)."""
     torch.manual_seed(0)
     att = TargetAttention(12)
     query, keys = torch.randn(7, 12), torch.randn(5, 12)
-    row = torch.arange(7).repeat_interleave(5)
+    return att, query, keys, torch.arange(7).repeat_interleave(5)
+
+
+def test_shared_attention_equals_jagged_attention() -> None:
+    att, query, keys, row = _attention_case()
     with torch.no_grad():
         ref = att(query, keys.repeat(7, 1), row)
         got = att.shared(query, keys)
         assert torch.allclose(got, ref, atol=1e-6)
         empty = att.shared(query, keys[:0])
     assert empty.shape == (7, 12) and not bool(empty.any())
+
+
+def test_target_attention_paths_agree_under_bf16_autocast() -> None:
+    att, query, keys, row = _attention_case()
+    with torch.no_grad():
+        ref = att(query, keys.repeat(7, 1), row)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            jagged = att(query, keys.repeat(7, 1), row)
+            shared = att.shared(query, keys)
+    assert torch.allclose(jagged.float(), ref, atol=0.05)
+    assert torch.allclose(shared.float(), ref, atol=0.05)
 
 
 def test_ranker_shared_history_batch_equals_copied_history() -> None:

@@ -19,7 +19,7 @@ from reelrec.device import describe, resolve_device, seed_everything
 from reelrec.features import FeatureBuilder
 from reelrec.models.bundle import make_ranker, ranker_tables, save_bundle
 from reelrec.models.ranker import Ranker, RankerConfig
-from reelrec.train.loop import BatchOrder, LoopConfig, TrainHistory, fit
+from reelrec.train.loop import LoopConfig, TrainHistory, fit
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -110,7 +110,7 @@ def train_bundle(
     tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed, cfg.wide_lr)
     loop = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress,
                       wide_warmup_epochs=cfg.wide_warmup_epochs, user_chunk=cfg.user_chunk,
-                      batch_order=BatchOrder(cfg.batch_order))  # fmt: skip
+                      batch_order=cfg.batch_order)  # fmt: skip
     probe = _choose_epochs(data, builder, ranker_cfg, tables, loop, cfg.val_fraction, device)
     # The final model learns from the whole window, the most recent days included.
     ranker = make_ranker(ranker_cfg, tables, device)

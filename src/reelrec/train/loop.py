@@ -6,7 +6,6 @@ EmbeddingCollection; only the dense layers go through `torch.optim.Adam`.
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,22 +14,10 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from reelrec.config import BatchOrder
 from reelrec.device import autocast, synchronize
 from reelrec.features import FeatureFrame
 from reelrec.models.ranker import Ranker
-
-
-class BatchOrder(enum.StrEnum):
-    """How an epoch orders the training rows."""
-
-    SHUFFLE = "shuffle"  # the whole window shuffled
-    # One day after another in time order, shuffled within each day, so the model ends on
-    # the latest day, as a model trained on the stream would. On KuaiRand, paired against
-    # SHUFFLE: long_view / is_click AUC +.0012 / +.0019 (20 seeds of the training code and
-    # 8 of `reelrec train` agree), is_like AUC -.0022 / -.0055; is_like GAUC -.0003 +- .0019
-    # and +.0060 +- .0034, i.e. noise. The KuaiRand recipe uses it; the default stays
-    # SHUFFLE, which the simulated world's figures were measured with.
-    DAY = "day"
 
 
 @dataclass
