@@ -55,6 +55,19 @@ def test_a_worker_sees_another_workers_events(model_dir: Path, tmp_path: Path) -
         assert _history(a, USER) == _history(b, USER) == [item["item_id"]]  # applied once each
 
 
+def test_a_worker_that_starts_late_applies_the_events_since_launch(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """Workers come up one by one: events a first worker took before another started count."""
+    settings = make_settings(model_dir, tmp_path, follow_log=True, follow_from=0)
+    with running_client(settings) as a:
+        item = _feed(a, USER + 6, n=5)["items"][0]["item_id"]
+        _long_view(a, USER, item)
+        with running_client(settings) as late:
+            assert _feed(late, USER)["cold_start"] is False
+            assert _history(late, USER) == [item]
+
+
 def test_a_block_or_hate_on_one_worker_holds_on_the_other(model_dir: Path, tmp_path: Path) -> None:
     settings = make_settings(model_dir, tmp_path, follow_log=True)
     with running_client(settings) as a, running_client(settings) as b:

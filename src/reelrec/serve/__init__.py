@@ -6,6 +6,7 @@ tests and embedding.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -76,6 +77,9 @@ def run_server(
     os.environ["REELREC_MODEL"] = str(Path(model).resolve())
     os.environ["REELREC_EVENTS_DB"] = str(Path(events_db).resolve())
     os.environ["REELREC_FOLLOW_LOG"] = "1"
+    # Workers start one by one (and uvicorn restarts one that dies): each starts from here.
+    with contextlib.closing(EventLog(events_db)) as log_at_launch:
+        os.environ["REELREC_FOLLOW_FROM"] = str(log_at_launch.last_offset())
     if events_stream is not None:
         os.environ["REELREC_EVENTS_STREAM"] = events_stream
     uvicorn.run(

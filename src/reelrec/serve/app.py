@@ -145,13 +145,17 @@ def create_app(settings: Settings) -> FastAPI:
         if runtime.events.closed:  # the app is being started again after a shutdown
             runtime.events = EventLog(settings.events_db)
             runtime.stream = open_event_stream(settings)
-        # Live state starts empty, except the author blocks: users made those for good.
-        runtime.follower = LogFollower(events_after=runtime.events.last_offset())
-        runtime.follower.catch_up(runtime)
         first = runtime.holder.check_now()
         if first.refused and runtime.holder.store is None:
             # One model directory and it does not load: nothing to serve, fail loudly.
             raise IntegrityError(f"--model {settings.model}: {first.refused}")
+        # Live state starts empty (or, with workers, at the server's launch), except the
+        # author blocks: users made those for good. After the model: hates need its catalog.
+        start = settings.follow_from if settings.follow_log else None
+        runtime.follower = LogFollower(
+            events_after=runtime.events.last_offset() if start is None else start
+        )
+        runtime.follower.catch_up(runtime)
         if first.version is None:
             log.warning("no valid model version in %s yet: not ready", settings.model)
         if settings.watch:

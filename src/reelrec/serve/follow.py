@@ -8,8 +8,10 @@ own events and the others', in offset order). A feed request catches up first: o
 read, which finds nothing new most of the time. Author blocks go through the log's `blocks`
 table the same way, in every mode, so they also survive a restart.
 
+Every worker starts from the log's end at the server's launch (`Settings.follow_from`), so a
+worker that comes up late, or that uvicorn restarts, still applies every event since then.
 What stays per worker: the items a worker served (a user may see an item again from another
-worker within `seen_ttl_s`) and the events accepted before the worker started.
+worker within `seen_ttl_s`).
 """
 
 from __future__ import annotations

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # Several workers share the event log: each applies every worker's events and blocks to
     # its user state, reading the log (serve/follow.py). `run_server --workers N` sets it.
     follow_log: bool = False
+    # Where the workers' shared state starts in the log: run_server sets the log's end at
+    # launch, so a worker that starts late (or is restarted) still applies every event the
+    # server accepted. None: the log's end when this worker starts (a lone server's state).
+    follow_from: int | None = Field(default=None, ge=0)
     max_users: int = Field(default=100_000, ge=1)
     history_len: int = Field(default=50, ge=1, le=10_000)
     seen_len: int = Field(default=2_000, ge=1, le=100_000)
