@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from reelrec.device import autocast_dtype, distributed_backend, resolve_device
+from reelrec.device import adam, autocast_dtype, distributed_backend, resolve_device
 from reelrec.errors import DeviceError
 
 
@@ -104,3 +104,24 @@ def test_fake_npu_index_out_of_range_fails() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ERR" in out.stdout and "only 1 npu" in out.stdout
+
+
+def test_adam_is_fused_where_pytorch_has_the_kernel_and_steps_like_plain_adam() -> None:
+    torch.manual_seed(0)
+    start = torch.randn(8, 4)
+    fast, plain = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt_fast, opt_plain = adam([fast], 0.01), torch.optim.Adam([plain], lr=0.01, foreach=False)
+    assert opt_fast.defaults["fused"] is True
+    for _ in range(3):
+        grad = torch.randn(8, 4)
+        fast.grad, plain.grad = grad.clone(), grad.clone()
+        opt_fast.step()
+        opt_plain.step()
+    torch.testing.assert_close(fast, plain)
+    assert not torch.equal(fast, start)
+
+
+def test_adam_falls_back_to_foreach_on_other_devices() -> None:
+    meta = torch.nn.Parameter(torch.empty(3, device="meta"))
+    opt = adam([meta], 0.01)
+    assert opt.defaults["foreach"] is True and not opt.defaults["fused"]

@@ -102,6 +102,23 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# Device types with PyTorch's fused Adam kernel (one pass over every tensor per step).
+_FUSED_ADAM = {"cpu", "cuda", "xpu", "mps"}
+
+
+def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam for the dense layers: fused where PyTorch has the kernel, else multi-tensor.
+
+    Off the GPU PyTorch defaults to a Python loop over the tensors. On the CPU the ranker's
+    epoch went 27.5k -> 31k ex/s with `foreach` and -> 37k with `fused` (train_bench's
+    steps, 2 threads): the step shrank from 3 ms to 0.4 ms.
+    """
+    devices = {p.device.type for p in params}
+    if devices and devices <= _FUSED_ADAM:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def distributed_backend(device: torch.device) -> str:
     """The torch.distributed backend PyTorch picks for this device type (gloo on CPU)."""
     registered = dict(getattr(torch.distributed.Backend, "default_device_backend_map", {}))

@@ -26,7 +26,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from reelrec.config import parse_task_weights
-from reelrec.device import autocast
+from reelrec.device import adam, autocast
 from reelrec.errors import ConfigError, IntegrityError
 from reelrec.features.history import ServingState
 from reelrec.models.bundle import FeedBundle
@@ -179,11 +179,7 @@ class OnlineTrainer:
         dense = dense_parameters(self.ranker)
         for p in dense:
             p.requires_grad_(self.learning.dense_lr > 0)  # held layers: no weight gradients
-        self.optimizer = (
-            torch.optim.Adam(dense, lr=self.learning.dense_lr, foreach=True)
-            if self.learning.dense_lr > 0
-            else None
-        )
+        self.optimizer = adam(dense, self.learning.dense_lr) if self.learning.dense_lr > 0 else None
         self.metrics = metrics or ProgressiveMetrics(bundle.builder.config_.tasks)
         self.offset = 0
         self.learned = 0

@@ -15,7 +15,7 @@ import torch
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from reelrec.config import BatchOrder
-from reelrec.device import autocast, synchronize
+from reelrec.device import adam, autocast, synchronize
 from reelrec.features import FeatureFrame
 from reelrec.models.ranker import Ranker
 
@@ -72,10 +72,7 @@ def fit(
     kept; an epoch that does not improve it ends training and the kept state is restored.
     """
     history = TrainHistory()
-    # foreach: each Adam step is a few multi-tensor ops, not a Python loop over the dense
-    # tensors; off the GPU PyTorch defaults to the loop, which cost 12% of the epoch's
-    # examples/s on the CPU (train_bench, 2 threads: 27.5-28.0k -> 31.0-31.8k).
-    optimizer = torch.optim.Adam(dense_parameters(model), lr=cfg.lr, foreach=True)
+    optimizer = adam(dense_parameters(model), cfg.lr)
     best_auc, best_state = -1.0, None
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     with _progress(cfg.show_progress) as progress:

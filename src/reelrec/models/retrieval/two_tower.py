@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from reelrec.batch import Jagged, KeyedJagged
 from reelrec.data.records import ITEM_SCHEMA
+from reelrec.device import adam
 from reelrec.errors import ConfigError, IntegrityError
 from reelrec.models.api import ItemCatalog, UserContext
 from reelrec.models.retrieval._base import BaseRetriever, column, positives, require
@@ -395,7 +396,7 @@ class TwoTowerRetriever(BaseRetriever):
     ) -> None:
         rng = np.random.default_rng(self.seed)
         dense = list(self.user_tower_.parameters()) + list(self.item_tower_.parameters())
-        opt = torch.optim.Adam(dense, lr=self.lr, foreach=True)  # see train/loop.py
+        opt = adam(dense, self.lr)
         self.embeddings_.train()
         self.user_tower_.train()
         self.item_tower_.train()
