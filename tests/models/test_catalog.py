@@ -1,8 +1,9 @@
-"""ItemCatalog.positions: the direct lookup table agrees with the binary search."""
+"""ItemCatalog: the direct lookup table agrees with the binary search; first tags."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from reelrec.models.api import ItemCatalog
@@ -38,3 +39,19 @@ def test_positions_match_reference(ids: list[int]) -> None:
     ])  # fmt: skip
     np.testing.assert_array_equal(catalog.positions(queries), _binary_search(catalog, queries))
     assert (catalog._direct is not None) == (hi - lo < 2**20)
+
+
+@pytest.mark.parametrize("sliced", [False, True])
+def test_first_tag(sliced: bool) -> None:
+    """-1 for an item without tags, else its first tag; also on a slice of a table, whose
+    tag offsets do not start at 0."""
+    table = items([10, 11, 12, 13, 14])
+    tags = [[7, 3], [], [5], [], [9, 8, 2]]
+    table = table.set_column(table.schema.get_field_index("tags"), "tags",
+                             pa.array(tags, table.schema.field("tags").type))  # fmt: skip
+    if sliced:
+        table, tags = table.slice(1), tags[1:]
+    catalog = ItemCatalog(table)
+    pos = np.array([3, 0, 2, 1, 0])
+    expected = [tags[p][0] if tags[p] else -1 for p in pos.tolist()]
+    assert catalog.first_tag(pos).tolist() == expected

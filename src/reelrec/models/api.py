@@ -81,6 +81,11 @@ class ItemCatalog:
         tags = items.column("tags").combine_chunks()
         self.tag_offsets = tags.offsets.to_numpy().astype(np.int64)
         self.tag_values = tags.values.to_numpy().astype(np.int64)
+        # Each item's first tag (-1: none) once, so `first_tag` is one gather: the features
+        # ask it for every history entry of every event (N x L items).
+        starts, ends = self.tag_offsets[:-1], self.tag_offsets[1:]
+        self._first_tag = np.full(starts.size, -1, np.int64)
+        self._first_tag[ends > starts] = self.tag_values[starts[ends > starts]]
         order = np.argsort(self.item_id, kind="stable")
         self._sorted_ids = self.item_id[order]
         self._sorted_pos = order
@@ -117,9 +122,7 @@ class ItemCatalog:
 
     def first_tag(self, pos: np.ndarray) -> np.ndarray:
         """(K,) the first tag of each item at `pos`, -1 where it has none."""
-        start, end = self.tag_offsets[pos], self.tag_offsets[pos + 1]
-        safe = np.minimum(start, max(self.tag_values.size - 1, 0))
-        return np.where(end > start, self.tag_values[safe] if self.tag_values.size else -1, -1)
+        return self._first_tag[pos]
 
 
 class FeedModel(Protocol):
