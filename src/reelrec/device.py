@@ -109,9 +109,9 @@ _FUSED_ADAM = {"cpu", "cuda", "xpu", "mps"}
 def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam for the dense layers: fused where PyTorch has the kernel, else multi-tensor.
 
-    Off the GPU PyTorch defaults to a Python loop over the tensors. On the CPU the ranker's
-    epoch went 27.5k -> 31k ex/s with `foreach` and -> 37k with `fused` (train_bench's
-    steps, 2 threads): the step shrank from 3 ms to 0.4 ms.
+    Off the GPU PyTorch defaults to a Python loop over the tensors, and its CPU `foreach`
+    ops still run one kernel per tensor. The ranker's Adam step (46 tensors) takes 3.0 ms
+    with `foreach` and 1.0 ms fused; train_bench's steps went 32.6k -> 37.0k ex/s (2 threads).
     """
     devices = {p.device.type for p in params}
     if devices and devices <= _FUSED_ADAM:
