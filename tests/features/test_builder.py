@@ -19,7 +19,8 @@ def _frame(events: pa.Table, data):  # type: ignore[no-untyped-def]
 
 
 def _scramble_from(events: pa.Table, t: int, seed: int) -> pa.Table:
-    """Change labels, watch time and items of every event at or after time t."""
+    """Change the labels, watch time and logged hour of every event at or after time t
+    (KuaiRand's `hour` is stamped after the view, see data/kuairand.py)."""
     rng = np.random.default_rng(seed)
     late = pc.greater_equal(events.column("timestamp_ms"), t).to_numpy(zero_copy_only=False)
     cols = {}
@@ -29,6 +30,8 @@ def _scramble_from(events: pa.Table, t: int, seed: int) -> pa.Table:
             a[late] = rng.integers(0, 2, late.sum())
         elif name == "watch_ms":
             a[late] = rng.integers(0, 100_000, late.sum())
+        elif name == "hour":
+            a[late] = (a[late] + rng.integers(1, 24, late.sum())) % 24
         cols[name] = pa.array(a, events.schema.field(name).type)
     return pa.Table.from_pydict(cols, schema=events.schema)
 

@@ -19,6 +19,11 @@ Other official columns (profile_stay_time, is_rand, ...) are not used but are ke
 dead-letter rows. Observed in KuaiRand-Pure (kept as logged): `hourmin // 100` is one hour
 later than the Beijing (UTC+8) hour of `time_ms` on about 17% of rows, and about 1% of rows
 carry a `date` one day after the Beijing date of `time_ms` (up to ~2 h before midnight).
+`hourmin` is always HH00 and is stamped some minutes after `time_ms`, later when the user
+engaged: of the views that start 45-49 minutes past the hour, `hourmin` has already rolled
+over on 29% of the long views and 16% of the others (is_like: 32% / 20%). So it carries a
+little of the event's own outcome; the features take the hour from `time_ms`, never from
+the `hour` column (see features/builder.py).
 
 Items (ITEM_SCHEMA + extras) from video_features_basic:
     item_id <- video_id, author_id, duration_ms <- video_duration (null -> 0 = unknown),

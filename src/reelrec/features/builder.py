@@ -348,6 +348,7 @@ class FeatureBuilder:
         has_upload = upload > 0
         fields = [
             tab.astype(np.int64),
+            # from the start time; KuaiRand's `hour` is stamped after the view (kuairand.py)
             ((ts // MS_PER_HOUR) % 24).astype(np.int64),
             ((ts // MS_PER_DAY + 3) % 7).astype(np.int64),  # 1970-01-01 was a Thursday
             _bucket(dur_s, DURATION_EDGES_S, duration > 0),
