@@ -38,10 +38,6 @@ def test_defaults_and_enums() -> None:
         ("sketch_width", 1000),
         ("beta1", 1.0),
         ("chunk_rows", 0),
-        ("column_lr", [1.0] * 7),  # one per column of dim 8
-        ("column_lr", [1.0] * 7 + [-1.0]),
-        ("column_lr", [1.0] * 7 + [float("inf")]),
-        ("column_lr", 3.0),
     ],
 )
 def test_bad_field_fails(field: str, value: object) -> None:
@@ -49,21 +45,6 @@ def test_bad_field_fails(field: str, value: object) -> None:
         EmbeddingTableConfig(**{"name": "video", "dim": 8, field: value})  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
     assert "'video'" in str(info.value) and field in str(info.value)
-
-
-def test_column_lr_round_trips_and_follows_a_swapped_config() -> None:
-    from dataclasses import replace
-
-    from reelrec.embedding import DynamicEmbedding
-
-    cfg = EmbeddingTableConfig(name="wide", dim=3, column_lr=[1, 3, 0.5])
-    assert cfg.column_lr == [1.0, 3.0, 0.5]
-    assert EmbeddingTableConfig.from_dict(cfg.to_dict()) == cfg
-    table = DynamicEmbedding(cfg)
-    table.config = replace(cfg, lr=0.5)  # the online trainer's own rate: columns kept
-    assert table._col_lr.tolist() == [1.0, 3.0, 0.5]
-    table.config = replace(cfg, column_lr=None)
-    assert table._col_lr.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_empty_name_fails() -> None:

@@ -330,26 +330,21 @@ def accum_grad_indexed(
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def sgd_update(
-    weight: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float, col_lr: np.ndarray
-) -> None:
-    """w[r] -= lr * col_lr * g. col_lr (D,): each column's step multiplier (ones: plain)."""
+def sgd_update(weight: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float) -> None:
     lr32 = np.float32(lr)
     for u in range(uniq.shape[0]):
         r = uniq[u]
         if r <= 0:
             continue
         for j in range(weight.shape[1]):
-            weight[r, j] -= lr32 * col_lr[j] * gsum[u, j]
+            weight[r, j] -= lr32 * gsum[u, j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def rowwise_adagrad_update(
-    weight: np.ndarray, acc: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float, eps: float,
-    col_lr: np.ndarray,
-) -> None:  # fmt: skip
-    """acc[r] += mean_j g[j]^2; w[r] -= lr * col_lr * g / (sqrt(acc[r]) + eps) (FBGEMM's
-    row-wise; col_lr scales each column's step, not the accumulator)."""
+    weight: np.ndarray, acc: np.ndarray, uniq: np.ndarray, gsum: np.ndarray, lr: float, eps: float
+) -> None:
+    """acc[r] += mean_j g[j]^2; w[r] -= lr * g / (sqrt(acc[r]) + eps)  (FBGEMM's row-wise)."""
     dim = weight.shape[1]
     for u in range(uniq.shape[0]):
         r = uniq[u]
@@ -362,7 +357,7 @@ def rowwise_adagrad_update(
         acc[r] = a
         step = np.float32(lr) / (np.float32(math.sqrt(a)) + np.float32(eps))
         for j in range(dim):
-            weight[r, j] -= step * col_lr[j] * gsum[u, j]
+            weight[r, j] -= step * gsum[u, j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -377,10 +372,8 @@ def adam_update(
     beta1: float,
     beta2: float,
     eps: float,
-    col_lr: np.ndarray,
 ) -> None:
-    """Lazy Adam: moments and bias correction per row, counted in the row's own steps;
-    col_lr (D,) scales each column's step."""
+    """Lazy Adam: moments and bias correction per row, counted in the row's own steps."""
     b1 = np.float32(beta1)
     b2 = np.float32(beta2)
     # 1 - beta in float64 first: float32(1) - float32(0.999) is off by 1e-5 relative.
@@ -401,6 +394,4 @@ def adam_update(
             vj = b2 * v[r, j] + ob2 * g * g
             m[r, j] = mj
             v[r, j] = vj
-            weight[r, j] -= (
-                step * col_lr[j] * mj / (np.float32(math.sqrt(vj)) + np.float32(eps) * c2)
-            )
+            weight[r, j] -= step * mj / (np.float32(math.sqrt(vj)) + np.float32(eps) * c2)

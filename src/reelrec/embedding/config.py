@@ -52,10 +52,6 @@ class EmbeddingTableConfig:
         beta1, beta2: Adam's moment decay rates (ignored by the other optimizers).
         sketch_width, sketch_depth: size of the admission count-min sketch (min_count > 1).
         chunk_rows: rows are allocated on the device in multiples of this.
-        column_lr: one multiplier of `lr` per column (length `dim`), or None (all 1). It
-            scales each column's step, not the optimizer's statistics: the wide tables hold
-            one bias per task in a row whose row-wise Adagrad accumulator all tasks share, so
-            a rare label's column moves little unless it gets a larger step.
     """
 
     name: str
@@ -75,7 +71,6 @@ class EmbeddingTableConfig:
     sketch_width: int = 1 << 18
     sketch_depth: int = 4
     chunk_rows: int = 4096
-    column_lr: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -102,19 +97,6 @@ class EmbeddingTableConfig:
         self._check_float("admit_prob", 0.0, 1.0, low_open=True)
         self._check_float("beta1", 0.0, 1.0, high_open=True)
         self._check_float("beta2", 0.0, 1.0, high_open=True)
-        if self.column_lr is not None:
-            self._check_column_lr()
-
-    def _check_column_lr(self) -> None:
-        values = self.column_lr
-        ok = isinstance(values, (list, tuple)) and len(values) == self.dim
-        ok = ok and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-            for v in values  # type: ignore[union-attr]
-        )
-        if not ok:
-            self._fail("column_lr", values, f"{self.dim} finite numbers >= 0 (one per column)")
-        self.column_lr = [float(v) for v in values]  # type: ignore[union-attr]
 
     # -- validation helpers -------------------------------------------------------------
     def _fail(self, field: str, value: object, expected: str) -> None:

@@ -136,8 +136,8 @@ class DynamicEmbedding:
     ) -> None:
         if not isinstance(config, EmbeddingTableConfig):
             raise ConfigError(f"DynamicEmbedding needs an EmbeddingTableConfig, got {type(config)}")
-        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.config = config
+        self.device = torch.device("cpu") if device is None else torch.device(device)
         self.clock = clock if clock is not None else VersionClock()
         self.training = True
         self.requires_update = True
@@ -147,19 +147,6 @@ class DynamicEmbedding:
         # int32 row numbers on accelerators (int64 indexing is a slow path on Ascend).
         self._index_dtype = torch.int64 if self._on_cpu else torch.int32
         self._reset()
-
-    @property
-    def config(self) -> EmbeddingTableConfig:
-        return self._config
-
-    @config.setter
-    def config(self, config: EmbeddingTableConfig) -> None:
-        # The online trainer swaps configs (its own learning rates): the column multipliers
-        # follow the config they belong to.
-        self._config = config
-        col = np.ones(config.dim) if config.column_lr is None else np.asarray(config.column_lr)
-        self._col_lr = col.astype(np.float32)
-        self._col_lr_t = torch.from_numpy(self._col_lr).to(self.device)
 
     # ------------------------------------------------------------------------------------
     # storage
@@ -593,10 +580,9 @@ class DynamicEmbedding:
         cfg = self.config
         w = self.weight.numpy()
         if cfg.optimizer == OptimizerType.SGD:
-            K.sgd_update(w, uniq, gsum, cfg.lr, self._col_lr)
+            K.sgd_update(w, uniq, gsum, cfg.lr)
         elif cfg.optimizer == OptimizerType.ROWWISE_ADAGRAD:
-            acc = self._opt["acc"].numpy()
-            K.rowwise_adagrad_update(w, acc, uniq, gsum, cfg.lr, cfg.eps, self._col_lr)
+            K.rowwise_adagrad_update(w, self._opt["acc"].numpy(), uniq, gsum, cfg.lr, cfg.eps)
         else:
             o = self._opt
             K.adam_update(
@@ -610,7 +596,6 @@ class DynamicEmbedding:
                 cfg.beta1,
                 cfg.beta2,
                 cfg.eps,
-                self._col_lr,
             )
 
     def _update_torch(self, uniq: np.ndarray, gsum: Tensor) -> None:
@@ -624,13 +609,12 @@ class DynamicEmbedding:
         cfg = self.config
         rows = self._rows_t(uniq)
         w = self.weight.index_select(0, rows)
-        col_lr = self._col_lr_t
         if cfg.optimizer == OptimizerType.SGD:
-            w.sub_(col_lr * gsum, alpha=cfg.lr)
+            w.sub_(gsum, alpha=cfg.lr)
         elif cfg.optimizer == OptimizerType.ROWWISE_ADAGRAD:
             acc = self._opt["acc"].index_select(0, rows) + gsum.pow(2).mean(1)
             self._opt["acc"].index_copy_(0, rows, acc)
-            w.sub_(cfg.lr * col_lr * gsum / (acc.sqrt() + cfg.eps).unsqueeze(1))
+            w.sub_(cfg.lr * gsum / (acc.sqrt() + cfg.eps).unsqueeze(1))
         else:
             o = self._opt
             t = o["steps"].index_select(0, rows) + 1
@@ -643,7 +627,7 @@ class DynamicEmbedding:
             v.addcmul_(gsum, gsum, value=1 - cfg.beta2)
             o["m"].index_copy_(0, rows, m)
             o["v"].index_copy_(0, rows, v)
-            w.sub_(cfg.lr * (c2 / c1) * col_lr * m / (v.sqrt() + cfg.eps * c2))
+            w.sub_(cfg.lr * (c2 / c1) * m / (v.sqrt() + cfg.eps * c2))
         self.weight.index_copy_(0, rows, w)
 
     # ------------------------------------------------------------------------------------
