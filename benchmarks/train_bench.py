@@ -38,7 +38,8 @@ def one_epoch(data_dir: Path, end: str, threads: int, batch_size: int) -> dict[s
     frame, _ = fb.fit_transform(data.events, data.items, data.users, data.labels)
     c = fb.config_
     # the ranker of the KuaiRand figures: `reelrec train --pairwise-weights
-    # long_view=0.2,is_click=0.3 --user-chunk 2 --batch-order day`
+    # long_view=0.2,is_click=0.3 --user-chunk 2 --batch-order day` (one epoch: like the
+    # wide warm-up, the --linear-start fit before it is not timed here)
     defaults = TrainConfig(
         dataset=DatasetName.kuairand, out=Path("unused"), data=data_dir, user_chunk=2,
         pairwise_weights={"long_view": 0.2, "is_click": 0.3}, batch_order=BatchOrder.DAY,

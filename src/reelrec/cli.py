@@ -101,6 +101,13 @@ def train(
             "on KuaiRand long_view=0.2,is_click=0.3 with --user-chunk 2"
         ),
     ] = "",
+    linear_start: Annotated[
+        str,
+        typer.Option(
+            help="tasks whose per-id biases start from a converged logistic regression, "
+            "TASK,...; on KuaiRand is_like,is_follow"
+        ),
+    ] = "",
     user_chunk: Annotated[
         int, typer.Option(help="consecutive events of one user per shuffled run of rows")
     ] = 1,
@@ -119,6 +126,7 @@ def train(
         epochs=epochs, batch_size=batch_size, seed=seed, wide_warmup_epochs=wide_warmup_epochs,
         user_chunk=user_chunk, batch_order=batch_order,
         pairwise_weights=parse_task_weights(pairwise_weights, "--pairwise-weights", PAIRWISE_WEIGHTS),
+        linear_start=[t.strip() for t in linear_start.split(",") if t.strip()],
     )  # fmt: skip
     train_command(cfg)
 

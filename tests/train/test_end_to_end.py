@@ -75,7 +75,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = write_kuairand(root / "kuairand")
     model = root / "model"
     res = runner.invoke(app, ["train", "--dataset", "kuairand", "--data", str(data), "--end", "20220428",
-                              "--out", str(model), "--epochs", "2", "--batch-size", "256"])  # fmt: skip
+                              "--out", str(model), "--epochs", "2", "--batch-size", "256",
+                              "--linear-start", "is_like"])  # fmt: skip
     assert res.exit_code == 0, res.output
     return data, model
 

@@ -436,6 +436,18 @@ class DynamicEmbedding:
         rows = np.maximum(self.rows_of(ids), 0)
         return self.weight.index_select(0, self._rows_t(rows)).clone()
 
+    def assign(self, ids: Tensor | np.ndarray, values: Tensor) -> int:
+        """Set the rows of ids (N,) to values (N, D). In training mode unknown ids are
+        admitted first, as by a lookup; ids without a row are skipped. Returns the number
+        of rows written."""
+        arr = _ids_numpy(ids, self.config.name)
+        self._resolve(arr)  # admit and insert, in training mode
+        rows = self.rows_of(arr)
+        held = rows > 0
+        self._write_rows(rows[held], values[torch.from_numpy(held)].to(torch.float32))
+        self._meta["row_version"][rows[held]] = self._bump()
+        return int(held.sum())
+
     def optimizer_state_of(self, ids: Tensor | np.ndarray) -> dict[str, Tensor]:
         rows = self._rows_t(np.maximum(self.rows_of(ids), 0))
         return {k: v.index_select(0, rows).clone() for k, v in self._opt.items()}

@@ -192,6 +192,9 @@ class RankerOutput:
 
 
 SINGLE_ID_FEATURES = ("user_id", "item_id", "author_id", "music_id")
+# The wide part: table -> the batch feature whose ids index it (one bias per head per id).
+WIDE_INPUTS = {"wide_user": "user_id", "wide_item": "item_id", "wide_author": "author_id",
+               "wide_fields": "fields"}  # fmt: skip
 
 
 def within_user_pair_loss(logit: Tensor, label: Tensor, users: Tensor) -> Tensor:
@@ -276,9 +279,7 @@ class Ranker(nn.Module):
     def wide(self, batch: Batch) -> Tensor:
         """Per-id biases summed into each head's logit (B, heads): the logistic-regression
         part, which learns each video's and author's own rate in a few updates."""
-        sp = batch.sparse
-        ids = {"wide_user": sp["user_id"], "wide_item": sp["item_id"], "wide_author": sp["author_id"],
-               "wide_fields": sp["fields"]}  # fmt: skip
+        ids = {table: batch.sparse[feature] for table, feature in WIDE_INPUTS.items()}
         return torch.stack(list(self.embeddings(KeyedJagged(ids), pooling="sum").values())).sum(0)
 
     def heads(self, x0: Tensor, wide: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -18,6 +18,7 @@ from reelrec.config import BatchOrder
 from reelrec.device import adam, autocast, synchronize
 from reelrec.features import FeatureFrame
 from reelrec.models.ranker import Ranker
+from reelrec.train.linear_start import linear_start
 
 
 @dataclass
@@ -36,6 +37,11 @@ class LoopConfig:
     # that batches hold same-user pairs for `RankerConfig.pairwise_weight`.
     user_chunk: int = 1
     batch_order: BatchOrder = BatchOrder.SHUFFLE
+    # Tasks whose wide biases start from a logistic regression fitted to convergence, L2
+    # strength 1 / linear_start_c, times linear_start_scale (see train/linear_start.py).
+    linear_start: tuple[str, ...] = ()
+    linear_start_c: float = 0.3
+    linear_start_scale: float = 0.5
 
 
 @dataclass
@@ -78,6 +84,9 @@ def fit(
     with _progress(cfg.show_progress) as progress:
         total = (cfg.wide_warmup_epochs + cfg.epochs) * steps_per_epoch
         task = progress.add_task("train", total=total, info="")
+        if cfg.linear_start:
+            progress.update(task, info=f"logistic regression: {', '.join(cfg.linear_start)}")
+            linear_start(model, train, cfg.linear_start, cfg.linear_start_c, cfg.linear_start_scale)
         for epoch in range(cfg.wide_warmup_epochs):
             _wide_warmup_epoch(model, train, cfg, epoch, device, progress, task)
         for epoch in range(cfg.epochs):
