@@ -208,6 +208,20 @@ def test_version_advances_on_changes_only() -> None:
     assert t.version > v1
 
 
+def test_assign_sets_rows_skips_unadmitted_ids_and_the_delta_carries_them() -> None:
+    t = table(min_count=2)
+    t.lookup(torch.tensor([5, 5, 7]))  # 5 admitted (seen twice); 7 seen once, 6 never
+    synced = t.version
+    values = torch.arange(12, dtype=torch.float32).view(3, 4) + 1
+    assert t.assign(np.array([5, 6, 7]), values) == 2  # 7's second sighting admits it
+    assert t.rows_of(np.array([6]))[0] == -1
+    assert torch.equal(t.weights_of(torch.tensor([5, 7])), values[[0, 2]])
+    server = table(min_count=2)
+    server.eval()
+    server.apply_delta(t.export_delta(synced))
+    assert torch.equal(server.weights_of(torch.tensor([5, 7])), values[[0, 2]])
+
+
 def test_delta_reproduces_rows_on_another_table() -> None:
     trainer = table(optimizer="rowwise_adagrad", ttl_ms=5, max_rows=30)
     server = table(optimizer="rowwise_adagrad", ttl_ms=5, max_rows=30)
