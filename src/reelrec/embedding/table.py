@@ -440,9 +440,7 @@ class DynamicEmbedding:
         """Set the rows of ids (N,) to values (N, D). In training mode unknown ids are
         admitted first, as by a lookup; ids without a row are skipped. Returns the number
         of rows written."""
-        arr = _ids_numpy(ids, self.config.name)
-        self._resolve(arr)  # admit and insert, in training mode
-        rows = self.rows_of(arr)
+        rows = self._resolve(_ids_numpy(ids, self.config.name))  # 0: no row
         held = rows > 0
         self._write_rows(rows[held], values[torch.from_numpy(held)].to(torch.float32))
         self._meta["row_version"][rows[held]] = self._bump()
