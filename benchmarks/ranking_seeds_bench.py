@@ -2,13 +2,15 @@
 
 Each seed runs the real commands, `reelrec train` (the recipe below, with `--batch-order
 day` unless told otherwise) then `reelrec evaluate --json`, and the table shows each
-label's AUC and GAUC as mean, standard deviation and lowest value over the seeds (the JSON
-also has the highest), how many seeds beat the best peer, and half the 95% user-bootstrap
+label's AUC and GAUC as mean, half the 95% t-interval of that mean (how far the mean could
+move with other seeds), standard deviation and lowest value over the seeds (the JSON also
+has the highest), how many seeds beat the best peer, and half the 95% user-bootstrap
 interval of one evaluation (the test set's own noise, which no retraining removes). Two
 runs at a time share the cores. Usage:
 
     python benchmarks/ranking_seeds_bench.py --data ../shared/datasets/kuairand-pure \
         --seeds 0,1,2,3 [--batch-order shuffle] [--json out.json]
+    python benchmarks/ranking_seeds_bench.py --from runs/seeds runs/more_seeds
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from scipy import stats
 
 from reelrec.config import BatchOrder
 
@@ -66,16 +69,20 @@ def one_seed(seed: int, args: argparse.Namespace, work: Path, threads: int) -> d
 
 
 def summarise(runs: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """label -> metric -> mean, sd, low, high, seeds above the peer, test-set half-width."""
+    """label -> metric -> mean, its 95% half-width over seeds, sd, low, high, seeds above
+    the peer, test-set half-width."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for label, peer in PEERS.items():
         out[label] = {}
         for j, metric in enumerate(("auc", "gauc")):
             values = np.array([r[label][metric] for r in runs.values()])
             halves = [np.diff(r[label]["interval95"][metric])[0] / 2 for r in runs.values()]
+            sd = float(values.std(ddof=1)) if values.size > 1 else 0.0
+            t95 = float(stats.t.ppf(0.975, values.size - 1)) if values.size > 1 else 0.0
             out[label][metric] = {
                 "mean": float(values.mean()),
-                "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                "mean_half_width": t95 * sd / np.sqrt(values.size),
+                "sd": sd,
                 "low": float(values.min()),
                 "high": float(values.max()),
                 "peer": peer[j],
@@ -85,17 +92,8 @@ def summarise(runs: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared/datasets/kuairand-pure")
-    ap.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
-    ap.add_argument("--end", default="20220501", help="last training day")
-    ap.add_argument("--start", default="20220502", help="first evaluated day")
-    ap.add_argument("--parallel", type=int, default=2, help="runs at a time")
-    ap.add_argument("--keep", type=Path, help="keep the models and JSON here (default: temp)")
-    ap.add_argument("--batch-order", default="day", choices=[o.value for o in BatchOrder])
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+def run_seeds(args: argparse.Namespace) -> dict[int, dict]:
+    """Train and evaluate every seed of --seeds, --parallel at a time."""
     seeds = [int(s) for s in args.seeds.split(",")]
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     with tempfile.TemporaryDirectory() as tmp, Progress() as progress:
@@ -108,18 +106,54 @@ def main() -> None:
             for s, future in futures.items():
                 runs[s] = future.result()
                 progress.advance(task)
+    return runs
+
+
+def kept_runs(folders: list[Path]) -> dict[int, dict]:
+    """The evaluations that earlier runs left in --keep folders, by seed."""
+    runs = {}
+    for folder in folders:
+        for path in folder.glob("seed*.json"):
+            runs[int(path.stem.removeprefix("seed"))] = json.loads(path.read_text())["labels"]
+    if not runs:
+        print(f"--from: no seed*.json in {', '.join(map(str, folders))}", file=sys.stderr)
+        sys.exit(2)
+    return dict(sorted(runs.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared/datasets/kuairand-pure")
+    ap.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
+    ap.add_argument("--end", default="20220501", help="last training day")
+    ap.add_argument("--start", default="20220502", help="first evaluated day")
+    ap.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    ap.add_argument("--keep", type=Path, help="keep the models and JSON here (default: temp)")
+    ap.add_argument("--batch-order", default="day", choices=[o.value for o in BatchOrder])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--from", dest="kept", type=Path, nargs="+",
+                    help="summarise what --keep left in these folders instead of training")  # fmt: skip
+    args = ap.parse_args()
+    runs = kept_runs(args.kept) if args.kept else run_seeds(args)
     summary = summarise(runs)
-    table = Table(title=f"KuaiRand ranking, seeds {args.seeds}, --batch-order {args.batch_order}")
-    # "above": seeds that beat the best peer; "test ±": half the 95% user-bootstrap interval
-    for col in ("label", "metric", "mean", "sd", "lowest", "peer", "above", "test ±"):
+    source = (
+        f"kept in {' '.join(map(str, args.kept))}"
+        if args.kept
+        else f"--batch-order {args.batch_order}"
+    )
+    table = Table(title=f"KuaiRand ranking, seeds {','.join(map(str, runs))}, {source}")
+    # "mean ±": half the 95% t-interval of the mean over seeds; "above": seeds that beat the
+    # best peer; "test ±": half the 95% user-bootstrap interval of one evaluation
+    for col in ("label", "metric", "mean", "mean ±", "sd", "lowest", "peer", "above", "test ±"):
         table.add_column(col, justify="left" if col in ("label", "metric") else "right")
     for label, metrics in summary.items():
         for metric, s in metrics.items():
-            table.add_row(label, metric.upper(), f"{s['mean']:.4f}", f"{s['sd']:.4f}",
+            table.add_row(label, metric.upper(), f"{s['mean']:.4f}",
+                          f"{s['mean_half_width']:.4f}", f"{s['sd']:.4f}",
                           f"{s['low']:.4f}", f"{s['peer']:.4f}",
-                          f"{s['seeds_above_peer']}/{len(seeds)}",
+                          f"{s['seeds_above_peer']}/{len(runs)}",
                           f"{s['test_half_width']:.4f}")  # fmt: skip
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)  # logs: no cut columns
     if args.json:
         args.json.write_text(json.dumps({"seeds": runs, "summary": summary}, indent=2))
 
