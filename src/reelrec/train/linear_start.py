@@ -39,7 +39,6 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sps
 import torch
-from sklearn.linear_model import LogisticRegression
 
 from reelrec.errors import ConfigError
 from reelrec.features import FeatureFrame
@@ -73,6 +72,10 @@ def linear_start(
             f"--linear-start: unknown task(s) {unknown}; the tasks are {model.config.tasks}"
         )
     assert train.labels is not None
+    # scikit-learn takes ~0.9 s to import: only `train --linear-start` pays it, not every
+    # command that imports the training loop (evaluate, online, demo)
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
     x, ids = wide_design(train)
     model.train()  # the tables admit the ids they are given
     for task in tasks:
