@@ -36,7 +36,7 @@ from reelrec.config import BatchOrder
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = [
     "--pairwise-weights", "long_view=0.2,is_click=0.3", "--user-chunk", "2",
-    "--linear-start", "is_like,is_follow",
+    "--linear-start", "is_like=0.75,is_follow",
 ]  # fmt: skip
 # Issue 4's best peer per label (FuxiCTR 2.3.10 runs on the same split, one seed): AUC, GAUC.
 PEERS = {"long_view": (0.7268, 0.6475), "is_click": (0.7290, 0.6425), "is_like": (0.7992, 0.6565)}

@@ -105,7 +105,7 @@ def train(
         str,
         typer.Option(
             help="tasks whose per-id biases start from a converged logistic regression, "
-            "TASK,...; on KuaiRand is_like,is_follow"
+            "times a scale: TASK[=SCALE],... (bare: 0.5); on KuaiRand is_like=0.75,is_follow"
         ),
     ] = "",
     user_chunk: Annotated[
@@ -118,7 +118,7 @@ def train(
     seed: int = 0,
 ) -> None:
     """Train the ranker and retrievers on a dataset; write a model directory."""
-    from reelrec.config import PAIRWISE_WEIGHTS, TrainConfig, parse_task_weights
+    from reelrec.config import PAIRWISE_WEIGHTS, TrainConfig, parse_linear_start, parse_task_weights
     from reelrec.train import train_command
 
     cfg = TrainConfig(
@@ -126,7 +126,7 @@ def train(
         epochs=epochs, batch_size=batch_size, seed=seed, wide_warmup_epochs=wide_warmup_epochs,
         user_chunk=user_chunk, batch_order=batch_order,
         pairwise_weights=parse_task_weights(pairwise_weights, "--pairwise-weights", PAIRWISE_WEIGHTS),
-        linear_start=[t.strip() for t in linear_start.split(",") if t.strip()],
+        linear_start=parse_linear_start(linear_start),
     )  # fmt: skip
     train_command(cfg)
 

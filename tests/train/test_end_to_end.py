@@ -76,7 +76,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model = root / "model"
     res = runner.invoke(app, ["train", "--dataset", "kuairand", "--data", str(data), "--end", "20220428",
                               "--out", str(model), "--epochs", "2", "--batch-size", "256",
-                              "--linear-start", "is_like"])  # fmt: skip
+                              "--linear-start", "is_like=0.75"])  # fmt: skip
     assert res.exit_code == 0, res.output
     return data, model
 
@@ -161,6 +161,8 @@ def test_bad_date_option_exits_2(tmp_path: Path) -> None:
         ("--user-chunk", "0", "user_chunk"),
         ("--pairwise-weights", "long_view=0.2", "--user-chunk 2"),  # no pairs without chunks
         ("--batch-order", "time", "--batch-order"),
+        ("--linear-start", "is_like=half", "TASK=SCALE"),
+        ("--linear-start", "is_like=0", "scales must be > 0"),
     ],
 )
 def test_bad_training_option_exits_2(tmp_path: Path, option: str, value: str, message: str) -> None:

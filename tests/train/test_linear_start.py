@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from reelrec.config import LINEAR_START_SCALE, parse_linear_start
 from reelrec.errors import ConfigError
 from reelrec.train.linear_start import linear_start, wide_design
 from tests.models.test_ranker import _setup
@@ -19,7 +20,7 @@ def test_linear_start_loads_the_fitted_regression_into_that_tasks_biases(scale: 
     like = cfg.tasks.index("is_like")
     dense_before = {k: v.clone() for k, v in model.state_dict().items() if "tower" not in k}
     bias_before = [float(tower[-1].bias.detach()) for tower in model.towers]  # type: ignore[index]
-    linear_start(model, frame, ["is_like"], c=0.3, scale=scale)
+    linear_start(model, frame, {"is_like": scale}, c=0.3)
 
     x, _ = wide_design(frame)
     expected = LogisticRegression(C=0.3, solver="liblinear", max_iter=300).fit(
@@ -46,12 +47,22 @@ def test_linear_start_loads_the_fitted_regression_into_that_tasks_biases(scale: 
 def test_linear_start_names_an_unknown_task() -> None:
     model, frame, _ = _setup(n_events=200)
     with pytest.raises(ConfigError, match="--linear-start.*is_liek"):
-        linear_start(model, frame, ["is_liek"], c=0.3)
+        linear_start(model, frame, {"is_liek": 0.5}, c=0.3)
 
 
 def test_a_task_with_one_class_keeps_its_biases() -> None:
     model, frame, cfg = _setup(n_events=200)
     frame.labels[:, cfg.tasks.index("is_like")] = 0.0
-    linear_start(model, frame, ["is_like"], c=0.3)
+    linear_start(model, frame, {"is_like": 0.5}, c=0.3)
     with torch.no_grad():
         assert not model.forward_wide(frame.batch(slice(None))).logits.any()
+
+
+def test_linear_start_option_gives_each_task_its_scale() -> None:
+    assert parse_linear_start("is_like=0.75, is_follow") == {
+        "is_like": 0.75,
+        "is_follow": LINEAR_START_SCALE,
+    }
+    assert parse_linear_start("") == {}
+    with pytest.raises(ConfigError, match="TASK=SCALE"):
+        parse_linear_start("is_like=")

@@ -110,7 +110,7 @@ def train_bundle(
     tables = ranker_tables(ranker_cfg, cfg.embedding_lr, cfg.seed, cfg.wide_lr)
     loop = LoopConfig(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, show_progress,
                       wide_warmup_epochs=cfg.wide_warmup_epochs, user_chunk=cfg.user_chunk,
-                      batch_order=cfg.batch_order, linear_start=tuple(cfg.linear_start))  # fmt: skip
+                      batch_order=cfg.batch_order, linear_start=dict(cfg.linear_start))  # fmt: skip
     probe = _choose_epochs(data, builder, ranker_cfg, tables, loop, cfg.val_fraction, device)
     # The final model learns from the whole window, the most recent days included.
     ranker = make_ranker(ranker_cfg, tables, device)

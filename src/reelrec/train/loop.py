@@ -38,10 +38,9 @@ class LoopConfig:
     user_chunk: int = 1
     batch_order: BatchOrder = BatchOrder.SHUFFLE
     # Tasks whose wide biases start from a logistic regression fitted to convergence, L2
-    # strength 1 / linear_start_c, times linear_start_scale (see train/linear_start.py).
-    linear_start: tuple[str, ...] = ()
+    # strength 1 / linear_start_c, each times its scale (see train/linear_start.py).
+    linear_start: dict[str, float] = field(default_factory=dict)
     linear_start_c: float = 0.3
-    linear_start_scale: float = 0.5
 
 
 @dataclass
@@ -86,7 +85,7 @@ def fit(
         task = progress.add_task("train", total=total, info="")
         if cfg.linear_start:
             progress.update(task, info=f"logistic regression: {', '.join(cfg.linear_start)}")
-            linear_start(model, train, cfg.linear_start, cfg.linear_start_c, cfg.linear_start_scale)
+            linear_start(model, train, cfg.linear_start, cfg.linear_start_c)
         for epoch in range(cfg.wide_warmup_epochs):
             _wide_warmup_epoch(model, train, cfg, epoch, device, progress, task)
         for epoch in range(cfg.epochs):
