@@ -12,9 +12,9 @@ column of each chosen task, and as much of the intercept into that task's tower 
 warm-up and the joint training then go on from there: the deep part learns what the biases
 leave, and the biases keep learning.
 
-Which scale (`--linear-start is_like=0.75,is_follow`: 0.75 and 0.5), and which tasks. On KuaiRand, against no linear
-start, paired by seed, on the test window (20 seeds) and on a validation split (12 seeds;
-trained to 2022-04-30, scored on 2022-05-01):
+Which scale (`--linear-start is_like=0.75,is_follow`: 0.75 and 0.5), and which tasks. On
+KuaiRand, against no linear start, paired by seed, on the test window (20 seeds) and on a
+validation split (12 seeds; trained to 2022-04-30, scored on 2022-05-01):
 
     is_like, scale 1.0:     is_like GAUC +.0091 / +.0229, is_like AUC -.0172 / -.0209,
                             is_follow AUC -.052 / -.073
