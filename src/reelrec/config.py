@@ -25,19 +25,27 @@ def parse_day(value: str | None, option: str) -> str | None:
     return value
 
 
-def parse_task_weights(text: str, option: str, defaults: dict[str, float]) -> dict[str, float]:
-    """A `TASK=W,TASK=W` option: '' gives `defaults`, 'none' gives {} (no task weighted)."""
+def parse_task_weights(
+    text: str,
+    option: str,
+    defaults: dict[str, float],
+    bare: float | None = None,
+    unit: str = "WEIGHT",
+) -> dict[str, float]:
+    """A `TASK=W,TASK=W` option: '' gives `defaults`, 'none' gives {} (no task weighted).
+    With `bare`, a task named without a value gets `bare`."""
     if not text.strip():
         return dict(defaults)
     if text.strip().lower() == "none":
         return {}
     weights: dict[str, float] = {}
-    for item in text.split(","):
-        name, _, value = item.partition("=")
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, eq, value = item.partition("=")
         try:
-            weights[name.strip()] = float(value)
+            weights[name.strip()] = float(value) if eq or bare is None else bare
         except ValueError:
-            raise ConfigError(f"{option} {item!r}: expected TASK=WEIGHT, e.g. is_like=3") from None
+            form = f"TASK or TASK={unit}" if bare is not None else f"TASK={unit}"
+            raise ConfigError(f"{option} {item!r}: expected {form}, e.g. is_like=0.75") from None
     return weights
 
 
@@ -46,16 +54,7 @@ LINEAR_START_SCALE = 0.5  # a task named without a scale (see train/linear_start
 
 def parse_linear_start(text: str) -> dict[str, float]:
     """`--linear-start TASK[=SCALE],...`: a task without a scale gets LINEAR_START_SCALE."""
-    scales: dict[str, float] = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        name, eq, value = item.partition("=")
-        try:
-            scales[name.strip()] = float(value) if eq else LINEAR_START_SCALE
-        except ValueError:
-            raise ConfigError(
-                f"--linear-start {item!r}: expected TASK or TASK=SCALE, e.g. is_like=0.75"
-            ) from None
-    return scales
+    return parse_task_weights(text, "--linear-start", {}, bare=LINEAR_START_SCALE, unit="SCALE")
 
 
 def _non_negative_weights(option: str, weights: dict[str, float]) -> None:
